@@ -1,0 +1,133 @@
+"""The one small interface every backend implements, and what they share."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from resnetbench.matrix import Case
+
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class Runner(Protocol):
+    """A loaded artifact: ``prepare`` moves inputs to the backend once, ``run`` is what gets timed."""
+
+    def prepare(self, x: torch.Tensor) -> Any: ...
+
+    def run(self, native: Any) -> Any: ...
+
+    def to_logits(self, out: Any) -> torch.Tensor: ...
+
+
+@dataclass
+class BuildContext:
+    """What a backend may need besides the model: settings, threads, calibration data."""
+
+    threads: int
+    input_size: int
+    calibration: torch.Tensor | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Exported:
+    """Artifact files in an entry dir and what making them cost."""
+
+    files: list[str]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend:
+    """Base: declares capabilities; subclasses implement ``export`` and ``load``."""
+
+    name: ClassVar[str]
+    dtypes: ClassVar[frozenset[str]] = frozenset({"fp32"})
+    compressions: ClassVar[frozenset[str]] = frozenset(
+        {"none", "prune-l1-unstructured", "prune-channels", "distill"}
+    )
+    requires: ClassVar[tuple[str, ...]] = ()
+    device: ClassVar[str] = "cpu"
+    # dtype -> why it runs but is too slow to be worth it unless the matrix opts in
+    slow: ClassVar[dict[str, str]] = {}
+    artifact_kind: ClassVar[str] = ""
+
+    def unsupported(self, case: Case, allow_slow: bool = False) -> str | None:
+        """Why this backend cannot (or should not) run ``case``; None when it can."""
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                return f"{self.name}: the Python package {module!r} is not installed (pip install -e '.[{self.extra_name()}]')"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            return f"{self.name}: needs a CUDA GPU; none is available on this machine"
+        if case.dtype not in self.dtypes:
+            return f"{self.name} does not run {case.dtype} here (supports {', '.join(sorted(self.dtypes))})"
+        if case.compression not in self.compressions:
+            return f"{self.name} has no {case.compression} path (supports {', '.join(sorted(self.compressions))})"
+        if case.dtype in self.slow and not allow_slow:
+            return f"{self.slow[case.dtype]}; set allow_slow: true in the matrix to run it"
+        return None
+
+    def extra_name(self) -> str:
+        return self.name
+
+    def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
+        raise NotImplementedError
+
+    def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> Runner:
+        raise NotImplementedError
+
+
+def cast_model(model: nn.Module, dtype: str) -> nn.Module:
+    """The model at a float dtype (fp32/fp16/bf16); int8 is the quantizers' job."""
+    if dtype in TORCH_DTYPES:
+        return model.to(TORCH_DTYPES[dtype])
+    return model
+
+
+class Timer:
+    """Wall time of a block, in seconds."""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def record_warnings(notes: list[str]) -> warnings.catch_warnings:
+    """Collect deprecation warnings into notes rather than hiding them."""
+    return _Collector(notes)
+
+
+class _Collector(warnings.catch_warnings):
+    def __init__(self, notes: list[str]) -> None:
+        super().__init__(record=True)
+        self.notes = notes
+
+    def __enter__(self):  # type: ignore[override]
+        self.log = super().__enter__()
+        warnings.simplefilter("always")
+        return self.log
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        for w in self.log or []:
+            if issubclass(w.category, (DeprecationWarning, FutureWarning, UserWarning)):
+                text = f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}"
+                if text not in self.notes:
+                    self.notes.append(text)
+
+
+def files_bytes(entry: Path, files: list[str]) -> dict[str, int]:
+    """Bytes of each artifact file: an artifact's size is all its files."""
+    return {f: (entry / f).stat().st_size for f in files}

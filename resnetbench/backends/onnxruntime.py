@@ -1,0 +1,111 @@
+"""ONNX Runtime on its CPU execution provider, configured as its documentation advises.
+
+Graph optimisation level ALL, intra-op threads set explicitly (inter-op 1, sequential
+execution: a ResNet is one chain), inputs prepared as numpy once. fp16 runs as an fp16
+graph; bf16 is stored as bf16 weights with fp32 compute (no bf16 Conv kernel on CPU);
+int8 comes from ``onnxruntime.quantization`` (dynamic, or static QDQ with calibration).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, cast_model
+from resnetbench.backends.onnx_export import bf16_weight_storage, export_onnx, onnx_files, op_histogram
+from resnetbench.matrix import Case
+
+
+def export_for_onnx(model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
+    """The ONNX artifact for a case: model.onnx (+ .data), at the case's dtype or int8."""
+    notes: list[str] = []
+    extra: dict[str, Any] = {}
+    sample = torch.randn(case.batch, 3, ctx.input_size, ctx.input_size)
+    with Timer() as t:
+        if case.dtype == "fp16":
+            export_onnx(cast_model(model, "fp16"), sample.half(), out / "model.onnx")
+        elif case.dtype in ("fp32", "bf16", "int8"):
+            work = out / "fp32"
+            work.mkdir()
+            export_onnx(model, sample, work / "model.onnx")
+            if case.dtype == "fp32":
+                for f in work.iterdir():
+                    f.rename(out / f.name)
+            elif case.dtype == "bf16":
+                n = bf16_weight_storage(work / "model.onnx", out / "model.onnx")
+                notes.append(f"bf16 weight storage ({n} tensors), fp32 compute: ONNX Runtime's CPU EP has no bf16 Conv")
+            elif case.compression == "dynamic":
+                from resnetbench.compress.dynamic import quantize_onnx_dynamic
+
+                extra.update(quantize_onnx_dynamic(work / "model.onnx", out / "model.onnx"))
+            elif case.compression == "static":
+                from resnetbench.compress.static import quantize_onnx_static
+
+                extra.update(quantize_onnx_static(work / "model.onnx", out / "model.onnx", ctx, out / "pre"))
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(out / "pre", ignore_errors=True)
+    extra["ops"] = op_histogram(out / "model.onnx")
+    return Exported(onnx_files(out, "model.onnx"), t.seconds, notes, extra)
+
+
+class OrtRunner:
+    """An InferenceSession with a numpy input prepared once."""
+
+    def __init__(self, session: Any, input_dtype: type) -> None:
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.input_dtype = input_dtype
+
+    def prepare(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        return {self.input_name: np.ascontiguousarray(x.float().numpy().astype(self.input_dtype))}
+
+    def run(self, native: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, native)
+
+    def to_logits(self, out: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(out[0], dtype=np.float32))
+
+
+def session_options(threads: int, optimized_path: Path | None = None) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    if optimized_path is not None:
+        so.optimized_model_filepath = str(optimized_path)
+    return so
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
+    compressions = Backend.compressions | {"dynamic", "static"}
+    requires = ("onnxruntime", "onnx")
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    artifact_kind = "ONNX model + external data"
+
+    def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
+        return export_for_onnx(model, case, out, ctx)
+
+    def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> OrtRunner:
+        import onnxruntime as ort
+
+        optimized = None
+        if ctx.settings.get("save_optimized"):
+            optimized = entry.parent / (entry.name + "-optimized.onnx")
+        session = ort.InferenceSession(
+            str(entry / "model.onnx"), session_options(ctx.threads, optimized), providers=list(self.providers)
+        )
+        meta.setdefault("runtime", {}).update(
+            {"providers": session.get_providers(), "graph_optimization": "ORT_ENABLE_ALL", "intra_op_threads": ctx.threads}
+        )
+        return OrtRunner(session, np.float16 if case.dtype == "fp16" else np.float32)

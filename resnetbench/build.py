@@ -1,0 +1,161 @@
+"""From a case to a loaded runner: model -> compression -> backend artifact -> runner.
+
+Everything built here goes through the artifact cache, keyed by what determines it,
+so the size, accuracy and latency tests of a case share one build, and a second run
+of the same matrix re-exports nothing. A case needs only its id, the config and the
+cache: no state is carried over from earlier cases.
+"""
+
+from __future__ import annotations
+
+import copy
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnetbench import data
+from resnetbench.backends import get_backend
+from resnetbench.backends.base import BuildContext, Runner, cast_model, files_bytes
+from resnetbench.cache import ArtifactCache
+from resnetbench.compress import methods
+from resnetbench.config import Config
+from resnetbench.environment import library_versions
+from resnetbench.matrix import Case
+from resnetbench.measure.size import inventory
+from resnetbench.models import create_model, num_classes_for, weights_id
+
+TORCH_BACKENDS = ("eager", "torchscript", "compile", "cuda", "tensorrt")
+
+
+@dataclass
+class Built:
+    """A case ready to measure: its torch model, artifact files and a runner."""
+
+    case: Case
+    model: nn.Module
+    entry: Path
+    files: dict[str, int]
+    meta: dict[str, Any]
+    runner: Runner
+    compression_info: dict[str, Any]
+    fp32_model: nn.Module
+    inventory: Any = None
+    notes: list[str] = field(default_factory=list)
+    conversion: dict[str, Any] = field(default_factory=dict)
+
+
+def settings_for(case: Case) -> dict[str, Any]:
+    """The compression method's defaults overlaid with the matrix's settings."""
+    return {**methods()[case.compression].defaults, **case.settings}
+
+
+def context_for(config: Config, case: Case, threads: int) -> BuildContext:
+    settings = settings_for(case)
+    calibration = None
+    if case.compression == "static":
+        calibration = data.calibration_set(
+            config.dataset, config.input_size, int(settings.get("calibration_samples", 64)), config.seed
+        )
+    return BuildContext(threads=threads, input_size=config.input_size, calibration=calibration, settings=settings)
+
+
+def base_description(config: Config, arch: str) -> dict[str, Any]:
+    return {
+        "arch": arch,
+        "weights": weights_id(config.weights),
+        "input_size": config.input_size,
+        "libraries": library_versions(),
+    }
+
+
+def base_model(config: Config, arch: str, cache: ArtifactCache) -> nn.Module:
+    """The fp32, uncompressed model with the matrix's weights."""
+    return create_model(arch, config.weights, num_classes_for(config.weights), cache.root)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def compressed_model(config: Config, case: Case, cache: ArtifactCache) -> tuple[nn.Module, dict[str, Any]]:
+    """The fp32 model after pruning or distillation (cached as a pickled module)."""
+    method = methods()[case.compression]
+    if case.compression in ("none", "dynamic", "static"):
+        return base_model(config, case.arch, cache), {}
+    settings = settings_for(case)
+    desc = {**base_description(config, case.arch), "compression": case.compression, "settings": settings,
+            "dataset": config.dataset}
+
+    def build(out: Path) -> dict[str, Any]:
+        start = time.perf_counter()
+        assert method.prepare is not None
+        model, info = method.prepare(base_model(config, case.arch, cache), case, {**settings, "_config": config, "_cache": cache})
+        torch.save(model, out / "module.pt")
+        return {"info": info, "compress_s": time.perf_counter() - start}
+
+    entry, meta = cache.get_or_build("models", f"{case.arch}-{case.compression}", desc, build)
+    model = torch.load(entry / "module.pt", map_location="cpu", weights_only=False)
+    return model.eval(), {**meta["info"], "compress_s": meta["compress_s"], "cached": meta["cached"]}
+
+
+def torch_model_for(model: nn.Module, case: Case, ctx: BuildContext, notes: list[str]) -> tuple[nn.Module, dict[str, Any]]:
+    """The PyTorch module a torch backend runs: cast, or quantized with torch's own int8 path."""
+    if case.compression == "dynamic":
+        from resnetbench.compress.dynamic import quantize_torch_dynamic
+
+        return quantize_torch_dynamic(model, notes)
+    if case.compression == "static":
+        from resnetbench.compress.static import quantize_torch_static
+
+        return quantize_torch_static(model, ctx, notes)
+    return cast_model(model, case.dtype), {}
+
+
+def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -> Built:
+    """Make (or fetch from the cache) everything a case's tests need."""
+    backend = get_backend(case.backend)
+    ctx = context_for(config, case, threads)
+    notes: list[str] = []
+    rss_before = _peak_rss_mb()
+    model, comp_info = compressed_model(config, case, cache)
+    desc = {
+        **base_description(config, case.arch),
+        "compression": case.compression,
+        "settings": ctx.settings,
+        "dtype": case.dtype,
+        "backend": case.backend,
+        "batch": case.batch if case.backend in ("tensorrt", "onnxruntime-tensorrt") else "dynamic",
+        "dataset": config.dataset if case.compression in ("static", "prune-channels", "distill") else None,
+    }
+    quant_info: dict[str, Any] = {}
+    fp32_model = model
+    if case.backend in TORCH_BACKENDS:
+        # Casting and quantizing change modules in place: keep the fp32 model intact.
+        model, quant_info = torch_model_for(copy.deepcopy(model), case, ctx, notes)
+
+    def export(out: Path) -> dict[str, Any]:
+        exported = backend.export(model, case, out, ctx)
+        return {"files": exported.files, "export_s": exported.seconds, "notes": exported.notes, **exported.extra}
+
+    entry, meta = cache.get_or_build("artifacts", f"{case.backend}-{case.id}", desc, export)
+    notes.extend(n for n in meta.get("notes", []) if n not in notes)
+    with_load = time.perf_counter()
+    runner = backend.load(model, case, entry, meta, ctx)
+    load_s = time.perf_counter() - with_load
+    conversion = {
+        "export_s": meta.get("export_s"),
+        "load_s": load_s,
+        "compress_s": comp_info.get("compress_s"),
+        "quantize_s": quant_info.get("quantize_s") or meta.get("quantize_s"),
+        "compile_s": meta.get("runtime", {}).get("compile_s"),
+        "cached": meta["cached"],
+        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_growth_mb": _peak_rss_mb() - rss_before,
+    }
+    info = {**comp_info, **quant_info, **{k: v for k, v in meta.items() if k in ("quantizer", "ops", "calibration_samples")}}
+    return Built(case, model, entry, files_bytes(entry, meta["files"]), meta, runner, info, fp32_model, inventory(fp32_model), notes, conversion)

@@ -1,0 +1,99 @@
+"""The on-disk artifact cache: made once, keyed by everything that determines them.
+
+A key is a hash of a JSON description (architecture, weights id, compression and its
+settings, dtype, backend, input size, library versions). Each entry is a directory
+holding the artifact's files and ``meta.json``; an entry without ``meta.json`` is
+incomplete (its writer died) and is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CACHE_ENV = "RESNETBENCH_CACHE"
+META = "meta.json"
+
+
+def default_cache_dir() -> Path:
+    """``$RESNETBENCH_CACHE`` or ``.resnetbench-cache`` in the current directory."""
+    return Path(os.environ.get(CACHE_ENV) or ".resnetbench-cache").resolve()
+
+
+def cache_key(description: dict[str, Any]) -> str:
+    """A short content hash of a JSON-serialisable description."""
+    blob = json.dumps(description, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class ArtifactCache:
+    """Directory entries under ``root``; ``get_or_build`` makes an entry once."""
+
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self.misses = 0
+
+    def entry(self, kind: str, name: str, description: dict[str, Any]) -> Path:
+        return self.root / kind / f"{name}-{cache_key(description)}"
+
+    def get_or_build(
+        self,
+        kind: str,
+        name: str,
+        description: dict[str, Any],
+        build: Callable[[Path], dict[str, Any]],
+    ) -> tuple[Path, dict[str, Any]]:
+        """Return (entry dir, meta); ``build(dir)`` writes the files and returns meta."""
+        path = self.entry(kind, name, description)
+        meta_file = path / META
+        if meta_file.exists():
+            self.hits += 1
+            meta = json.loads(meta_file.read_text())
+            os.utime(meta_file)  # recency for eviction
+            return path, {**meta, "cached": True}
+        self.misses += 1
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            meta = build(tmp)
+            meta = {**meta, "description": description, "created": time.time()}
+            (tmp / META).write_text(json.dumps(meta, default=str, indent=1))
+            shutil.rmtree(path, ignore_errors=True)
+            tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.evict()
+        return path, {**meta, "cached": False}
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file()) if self.root.exists() else 0
+
+    def evict(self) -> None:
+        """Drop least recently used entries until the cache fits ``max_bytes``."""
+        if not self.max_bytes or not self.root.exists():
+            return
+        entries = [m.parent for m in self.root.glob(f"*/*/{META}")]
+        entries.sort(key=lambda p: (p / META).stat().st_mtime)
+        total = self.size_bytes()
+        for entry in entries:
+            if total <= self.max_bytes:
+                break
+            size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+            shutil.rmtree(entry, ignore_errors=True)
+            total -= size
+
+    def clear(self) -> int:
+        """Remove everything; returns the bytes freed."""
+        size = self.size_bytes()
+        shutil.rmtree(self.root, ignore_errors=True)
+        return size

@@ -1,0 +1,135 @@
+"""Expand a matrix into cases, the GitHub Actions way, and attach tolerances.
+
+Expansion follows ``strategy.matrix``: the cartesian product of the axes, minus every
+combination that matches an ``exclude`` entry (all of the entry's keys equal), then
+each ``include`` entry is merged into every combination it matches without
+overwriting an axis value; an entry that matches none becomes a new combination (axes
+it does not name take the defaults). Capability checks happen later, per case, so an
+unsupported combination is a skipped case with a reason, never a silent drop.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from resnetbench.config import AXES, Config
+
+AXIS_DEFAULTS: dict[str, Any] = {
+    "dtype": "fp32",
+    "compression": "none",
+    "backend": "eager",
+    "batch": 1,
+}
+
+# Accuracy tolerances by dtype and by compression method. Sources:
+# - fp32 across backends: relative error 1e-4 is what ONNX Runtime's and OpenVINO's
+#   own conversion checks accept for fp32 (e.g. torch.onnx verification rtol 1e-4).
+# - fp16/bf16: cosine >= 0.999 and top-1 agreement >= 99% (common practice in
+#   mixed-precision deployment guides, e.g. NVIDIA TensorRT's accuracy checks).
+# - int8: MLPerf Inference's closed-division rule: >= 99% of fp32 accuracy
+#   (ResNet-50: 99% of 76.46%), i.e. a drop of about 1 point or less.
+# - pruning/distillation have no published standard: the defaults state what this
+#   suite considers usable without fine-tuning and are meant to be tightened.
+DEFAULT_TOLERANCES: dict[str, dict[str, dict[str, float]]] = {
+    "dtype": {
+        "fp32": {"rel_l2": 1e-4, "top1_agreement": 0.99},
+        "fp16": {"cosine": 0.999, "top1_agreement": 0.99},
+        "bf16": {"cosine": 0.999, "top1_agreement": 0.99},
+        "int8": {"cosine": 0.95, "top1_drop_points": 1.0, "top1_ratio": 0.99},
+    },
+    "compression": {
+        "none": {},
+        "dynamic": {"cosine": 0.99, "top1_agreement": 0.95},
+        "static": {"cosine": 0.95, "top1_drop_points": 1.0, "top1_ratio": 0.99},
+        "prune-l1-unstructured": {"cosine": 0.9, "top1_drop_points": 5.0},
+        "prune-channels": {"cosine": 0.5, "top1_drop_points": 10.0},
+        "distill": {"top1_agreement": 0.5},
+    },
+}
+DEFAULT_SIZE_TOLERANCE = {"relative": 0.02, "absolute_bytes": 256 * 1024}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One combination of the matrix: the id is the key everywhere (tests, results, cache)."""
+
+    arch: str
+    dtype: str
+    compression: str
+    backend: str
+    batch: int
+    tolerances: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+    size_tolerance: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_SIZE_TOLERANCE), compare=False, hash=False
+    )
+    settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.arch}-{self.dtype}-{self.compression}-{self.backend}-b{self.batch}"
+
+    def axes(self) -> dict[str, Any]:
+        return {axis: getattr(self, axis) for axis in AXES}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **self.axes(), "tolerances": self.tolerances, "settings": self.settings}
+
+
+def _matches(entry: dict[str, Any], combo: dict[str, Any]) -> bool:
+    return all(combo.get(k) == v for k, v in entry.items() if k in AXES)
+
+
+def expand_combinations(matrix: dict[str, Any]) -> list[dict[str, Any]]:
+    """Axis combinations after exclude and include, each with its include overrides."""
+    axes = {axis: list(matrix.get(axis, [AXIS_DEFAULTS.get(axis)])) for axis in AXES}
+    if axes["arch"] == [None]:
+        axes["arch"] = ["resnet18"]
+    combos = [dict(zip(AXES, values)) for values in itertools.product(*axes.values())]
+    for entry in matrix.get("exclude", []):
+        combos = [c for c in combos if not _matches(entry, c)]
+    for entry in matrix.get("include", []):
+        matched = [c for c in combos if _matches(entry, c)]
+        overrides = entry.get("tolerances", {})
+        if matched:
+            for combo in matched:
+                combo.setdefault("tolerances", {}).update(overrides)
+        else:
+            new = {**{"arch": axes["arch"][0]}, **AXIS_DEFAULTS}
+            new.update({k: v for k, v in entry.items() if k in AXES})
+            new["tolerances"] = dict(overrides)
+            combos.append(new)
+    return combos
+
+
+def tolerances_for(config: Config, dtype: str, compression: str) -> dict[str, float]:
+    """Defaults, then the matrix's dtype block, then compression (which is stricter context)."""
+    user = config.tolerances
+    tol: dict[str, float] = {}
+    tol.update(DEFAULT_TOLERANCES["dtype"].get(dtype, {}))
+    tol.update(user.get("dtype", {}).get(dtype, {}))
+    tol.update(DEFAULT_TOLERANCES["compression"].get(compression, {}))
+    tol.update(user.get("compression", {}).get(compression, {}))
+    return tol
+
+
+def expand(config: Config) -> list[Case]:
+    """All cases of a matrix, ordered as written, ids unique."""
+    cases: dict[str, Case] = {}
+    size_tol = {**DEFAULT_SIZE_TOLERANCE, **config.tolerances.get("size", {})}
+    for combo in expand_combinations(config.matrix):
+        tol = tolerances_for(config, combo["dtype"], combo["compression"])
+        tol.update(combo.get("tolerances", {}))
+        case = Case(
+            arch=combo["arch"],
+            dtype=combo["dtype"],
+            compression=combo["compression"],
+            backend=combo["backend"],
+            batch=int(combo["batch"]),
+            tolerances=tol,
+            size_tolerance=size_tol,
+            settings=dict(config.compression_settings.get(combo["compression"], {})),
+        )
+        cases.setdefault(case.id, case)
+    return list(cases.values())

@@ -1,0 +1,142 @@
+"""Size: the model's real parameter count, the closed-form bytes, and the artifact's bytes.
+
+For float dtypes the formula is parameters x bytes per element, BatchNorm running
+statistics counted apart. For int8 it counts int8 weights of the layers the quantizer
+touched plus what stays wider: per-channel (or per-tensor) scales and zero points,
+biases, and layers left in fp32. Each quantization path declares its layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from resnetbench.formulas import MB, MIB, SizeFormula, dtype_bytes
+
+
+@dataclass(frozen=True)
+class QuantLayout:
+    """How a quantizer stores a model: which layers are int8 and what stays wider."""
+
+    quantized: frozenset[str]  # "conv", "linear"
+    per_channel: bool
+    scale_bytes: int
+    zero_point_bytes: int
+    bias_bytes: int
+    bn_folded: bool
+    description: str
+
+
+# Measured against the artifacts each path writes (see tests/test_size_formulas.py).
+LAYOUTS: dict[str, QuantLayout] = {
+    "torch-dynamic": QuantLayout(frozenset({"linear"}), False, 8, 8, 4, False,
+                                 "torch dynamic: only nn.Linear int8 (per-tensor), convs and BN stay fp32"),
+    "torch-static": QuantLayout(frozenset({"conv", "linear"}), True, 8, 8, 4, True,
+                                "torch.ao FX: conv+BN fused, int8 per-channel weights, float64 scales + int64 zero points, fp32 bias"),
+    "onnx-dynamic": QuantLayout(frozenset({"conv", "linear"}), False, 4, 1, 4, True,
+                                "ORT dynamic: Conv/MatMul int8 per-tensor, fp32 bias, BN folded"),
+    "onnx-static": QuantLayout(frozenset({"conv", "linear"}), True, 4, 1, 4, True,
+                               "ORT QDQ: int8 per-channel weights, fp32 scales + int8 zero points, int32 bias, BN folded"),
+}
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Parameters of a model by layer kind, counted from its real shapes."""
+
+    params: int
+    bn_buffer_floats: int
+    bn_layers: int
+    conv: list[tuple[int, int, int]]  # (weight numel, out channels, bias numel)
+    linear: list[tuple[int, int, int]]
+    bn_channels: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"params": self.params, "bn_buffer_floats": self.bn_buffer_floats, "bn_layers": self.bn_layers}
+
+
+def inventory(model: nn.Module) -> Inventory:
+    """Count parameters and buffers of an unquantized model, layer by layer."""
+    conv, linear = [], []
+    bn_channels = bn_layers = 0
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            conv.append((m.weight.numel(), m.out_channels, m.bias.numel() if m.bias is not None else 0))
+        elif isinstance(m, nn.Linear):
+            linear.append((m.weight.numel(), m.out_features, m.bias.numel() if m.bias is not None else 0))
+        elif isinstance(m, nn.BatchNorm2d):
+            bn_channels += m.num_features
+            bn_layers += 1
+    params = sum(p.numel() for p in model.parameters())
+    return Inventory(params, 2 * bn_channels, bn_layers, conv, linear, bn_channels)
+
+
+def float_formula(inv: Inventory, dtype: str) -> SizeFormula:
+    """Params x bytes per element; BN running stats at the same width plus int64 counters."""
+    per = dtype_bytes(dtype)
+    return SizeFormula(inv.params, dtype, inv.params * per, inv.bn_buffer_floats * per + inv.bn_layers * 8)
+
+
+def int8_formula(inv: Inventory, layout: QuantLayout) -> SizeFormula:
+    """int8 weights of quantized layers plus scales, zero points, biases and fp32 leftovers."""
+    int8_weights = 0
+    wider = 0
+    for kind, layers in (("conv", inv.conv), ("linear", inv.linear)):
+        for numel, out, bias in layers:
+            if kind in layout.quantized:
+                int8_weights += numel
+                qparams = out if layout.per_channel else 1
+                wider += qparams * (layout.scale_bytes + layout.zero_point_bytes)
+                bias_numel = out if layout.bn_folded and kind == "conv" else bias
+                wider += bias_numel * layout.bias_bytes
+            else:
+                wider += (numel + bias) * 4
+    if layout.bn_folded:
+        bn_bytes = 0
+    else:
+        bn_bytes = inv.bn_channels * 2 * 4 + inv.bn_buffer_floats * 4 + inv.bn_layers * 8
+    return SizeFormula(inv.params, "int8", int8_weights, bn_bytes, wider, layout.description)
+
+
+def layout_for(backend: str, compression: str) -> QuantLayout:
+    family = "onnx" if backend in ("onnxruntime", "openvino", "onnxruntime-cuda", "onnxruntime-tensorrt") else "torch"
+    return LAYOUTS[f"{family}-{compression}"]
+
+
+def size_record(
+    inv: Inventory, dtype: str, backend: str, compression: str, files: dict[str, int], tolerance: dict[str, float]
+) -> dict[str, Any]:
+    """Formula, artifact and the verdict of one case's size test."""
+    if dtype == "int8":
+        formula = int8_formula(inv, layout_for(backend, compression))
+    else:
+        formula = float_formula(inv, dtype)
+    artifact = sum(files.values())
+    expected = formula.total_bytes
+    allowed = expected * tolerance["relative"] + tolerance["absolute_bytes"]
+    return {
+        **formula.to_dict(),
+        "buffers": inv.bn_buffer_floats,
+        "artifact_bytes": artifact,
+        "artifact_mb": artifact / MB,
+        "artifact_mib": artifact / MIB,
+        "artifact_files": files,
+        "ratio": artifact / expected if expected else None,
+        "allowed_deviation_bytes": int(allowed),
+        "within_tolerance": abs(artifact - expected) <= allowed,
+        "tolerance": dict(tolerance),
+    }
+
+
+def explain(record: dict[str, Any]) -> str:
+    """Expected, actual and the breakdown, for a failure message."""
+    files = ", ".join(f"{k}={v:,}" for k, v in record["artifact_files"].items())
+    return (
+        f"artifact {record['artifact_bytes']:,} B vs formula {record['formula_bytes']:,} B "
+        f"(ratio {record['ratio']:.4f}, allowed +/-{record['allowed_deviation_bytes']:,} B). "
+        f"Formula: {record['params']:,} params -> {record['param_bytes']:,} B at {record['dtype']}, "
+        f"buffers {record['buffer_bytes']:,} B, wider parts {record['extra_bytes']:,} B "
+        f"{('(' + record['extra_detail'] + ')') if record['extra_detail'] else ''}. Files: {files}"
+    )

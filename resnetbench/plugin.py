@@ -1,0 +1,287 @@
+"""pytest hooks, options and fixtures: ``pytest --matrix matrix.yaml``.
+
+Without ``--matrix`` this plugin only registers its markers and stays out of the way.
+With it, the suite in ``resnetbench/suite/`` is collected, ``case`` is parametrized
+from the matrix (session scope, so the size, accuracy and latency tests of one case
+run together and share one build), and every finished test updates the results file
+atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resnetbench import results as results_io
+from resnetbench.config import ConfigError, Config
+
+SUITE = Path(__file__).parent / "suite" / "test_resnets.py"
+MARKERS = {
+    "size": "model-size formula vs real artifact checks",
+    "accuracy": "outputs and task accuracy against a reference",
+    "latency": "latency recorded with pytest-benchmark",
+    "claims": "the guide's claims checked against measurements",
+    "gpu": "needs a CUDA device",
+}
+TEST_KINDS = {"test_size": "size", "test_accuracy": "accuracy", "test_latency": "latency"}
+
+
+@dataclass
+class RunState:
+    """Everything one ``--matrix`` session shares; lives in ``config.stash``."""
+
+    config: Config
+    cases: list[Any]
+    results_path: Path
+    threads: int
+    cache: Any
+    environment: dict[str, Any] = field(default_factory=dict)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    claims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    memo: dict[Any, Any] = field(default_factory=dict)
+    started: str = ""
+
+    def record(self, case: Any) -> dict[str, Any]:
+        """The results record of a case (created on first use)."""
+        if case.id not in self.records:
+            self.records[case.id] = {
+                **case.axes(),
+                "id": case.id,
+                "outcome": "skipped",
+                "reason": "",
+                "input_size": self.config.input_size,
+                "tests": {},
+                "tolerances": case.tolerances,
+                "settings": case.settings,
+                "notes": [],
+            }
+        return self.records[case.id]
+
+    def results(self) -> dict[str, Any]:
+        for rec in self.records.values():
+            rec["outcome"] = results_io.combine_outcomes(rec["tests"].values())
+        return {
+            "schema_version": results_io.SCHEMA_VERSION,
+            "matrix_file": str(self.config.path),
+            "started": self.started,
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "environment": self.environment,
+            "cases": list(self.records.values()),
+            "claims": list(self.claims.values()),
+        }
+
+    def write(self) -> None:
+        results_io.write_atomic(self.results_path, self.results())
+
+
+STATE = pytest.StashKey[RunState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("resnetbench", "ResNet benchmark matrix")
+    group.addoption("--matrix", metavar="PATH", help="run the resnetbench suite on this matrix file")
+    group.addoption("--results", metavar="PATH", default="reports/results.json",
+                    help="results JSON (default: reports/results.json)")
+    group.addoption("--report", metavar="PATH", default=None,
+                    help="write the HTML comparison report here at the end (e.g. reports/report.html)")
+    group.addoption("--summary", metavar="PATH", default=None,
+                    help="write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
+    group.addoption("--baseline", metavar="PATH", default=None,
+                    help="gate against this results file: the run fails on a regression")
+    group.addoption("--shard", metavar="K/N", default=None, help="run only shard K of N (1-based)")
+    group.addoption("--cache-dir", metavar="PATH", default=None,
+                    help="artifact cache (default: $RESNETBENCH_CACHE or .resnetbench-cache)")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``'2/4'`` -> (2, 4); raises UsageError on anything else."""
+    try:
+        k, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"--shard {text!r}: expected K/N with integers, e.g. 1/4") from None
+    if not 1 <= k <= n:
+        raise pytest.UsageError(f"--shard {text!r}: K must be between 1 and N")
+    return k, n
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    matrix = config.getoption("matrix")
+    if not matrix:
+        return
+    from resnetbench.backends import backend_names
+    from resnetbench.cache import ArtifactCache, default_cache_dir
+    from resnetbench.config import load_config
+    from resnetbench.environment import default_threads
+    from resnetbench.matrix import expand
+    from resnetbench.models import ARCHS, WeightsError, load_entry_point_archs, load_import_path_archs
+
+    load_entry_point_archs()
+    try:
+        cfg = load_config(matrix, archs=tuple(ARCHS), backends=backend_names())
+        load_import_path_archs(cfg.architectures)
+    except (ConfigError, WeightsError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    cases = expand(cfg)
+    shard = config.getoption("shard")
+    if shard:
+        k, n = parse_shard(shard)
+        cases = [c for i, c in enumerate(cases) if i % n == k - 1]
+    cache_dir = Path(config.getoption("cache_dir") or cfg.cache.get("dir") or default_cache_dir())
+    max_gb = cfg.cache.get("max_gb")
+    state = RunState(
+        config=cfg,
+        cases=cases,
+        results_path=Path(config.getoption("results")),
+        threads=cfg.threads or default_threads(),
+        cache=ArtifactCache(cache_dir, int(max_gb * 1e9) if max_gb else None),
+        started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    config.stash[STATE] = state
+    # Collect the packaged suite instead of the project's tests (unless paths were given).
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(SUITE)]
+    elif str(SUITE) not in config.args:
+        config.args.append(str(SUITE))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is None:
+        return
+    from resnetbench.environment import calibration_kernel, fingerprint, peak_gflops, set_threads
+
+    set_threads(state.threads)
+    state.environment = {
+        "fingerprint": fingerprint(state.threads),
+        "threads": state.threads,
+        "calibration": calibration_kernel(),
+        "peak": peak_gflops(),
+        "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
+    }
+    state.environment["peak_gflops"] = state.environment["peak"]["gflops"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = metafunc.config.stash.get(STATE, None)
+    if state is None:
+        return
+    if "case" in metafunc.fixturenames:
+        metafunc.parametrize("case", state.cases, ids=[c.id for c in state.cases], scope="session")
+    if "claim" in metafunc.fixturenames:
+        from resnetbench.claims import CLAIMS
+
+        metafunc.parametrize("claim", list(CLAIMS), ids=list(CLAIMS))
+
+
+@pytest.fixture(scope="session")
+def run_state(request: pytest.FixtureRequest) -> RunState:
+    """The session's RunState (only with --matrix)."""
+    state = request.config.stash.get(STATE, None)
+    if state is None:
+        pytest.skip("the resnetbench suite runs with --matrix PATH")
+    return state
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    state = item.config.stash.get(STATE, None)
+    callspec = getattr(item, "callspec", None)
+    if state is None or callspec is None:
+        return report
+    kind = TEST_KINDS.get(getattr(item, "originalname", ""))
+    if kind is None:
+        return report
+    case = callspec.params.get("case")
+    if case is None:
+        return report
+    rec = state.record(case)
+    outcome = _outcome(report)
+    previous = rec["tests"].get(kind)
+    if report.when == "call" or outcome in ("skipped", "error", "failed") or previous is None:
+        if not (report.when == "teardown" and outcome == "passed"):
+            rec["tests"][kind] = outcome
+    if outcome != "passed" and not rec["reason"]:
+        rec["reason"] = _reason(report)
+    if report.when == "teardown" or outcome != "passed":
+        state.write()
+    return report
+
+
+def _outcome(report: pytest.TestReport) -> str:
+    if report.skipped:
+        return "skipped"
+    if report.failed:
+        return "failed" if report.when == "call" else "error"
+    return "passed"
+
+
+def _reason(report: pytest.TestReport) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message).splitlines()[0][:500]
+    return str(report.longrepr)[:500]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is None:
+        return
+    from resnetbench.environment import calibration_kernel
+
+    if state.environment:
+        state.environment["calibration_end"] = calibration_kernel()
+    state.write()
+    data = state.results()
+    comparison = None
+    baseline_path = session.config.getoption("baseline")
+    if baseline_path:
+        from resnetbench.compare import compare_results, format_table
+
+        try:
+            baseline = results_io.load(baseline_path)
+        except results_io.ResultsError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        comparison = compare_results(baseline, data, threshold=state.config.gate.get("threshold", 0.10))
+        state.memo["gate_table"] = format_table(comparison)
+        if any(r["decision"] == "regressed" for r in comparison):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    report_path = session.config.getoption("report")
+    if report_path:
+        from resnetbench.report import render_html
+
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_path).write_text(render_html(data, comparison=comparison), encoding="utf-8")
+    summary_path = session.config.getoption("summary")
+    if summary_path:
+        from resnetbench.report import render_markdown
+
+        with open(summary_path, "a", encoding="utf-8") as fh:
+            fh.write(render_markdown(data, comparison=comparison))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    counts: dict[str, int] = {}
+    for rec in state.records.values():
+        counts[rec["outcome"]] = counts.get(rec["outcome"], 0) + 1
+    terminalreporter.section("resnetbench")
+    terminalreporter.write_line(
+        f"{len(state.records)} cases: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    )
+    terminalreporter.write_line(f"results: {state.results_path}")
+    terminalreporter.write_line(f"cache: {state.cache.root} ({state.cache.hits} hits, {state.cache.misses} builds)")
+    if "gate_table" in state.memo:
+        terminalreporter.section("regression gate")
+        terminalreporter.write_line(state.memo["gate_table"])

@@ -1,0 +1,170 @@
+"""The suite ``pytest --matrix`` runs: size, accuracy and latency of each case, and the guide's claims.
+
+The ``case`` parameter is session-scoped, so the three tests of one case run together
+and share one build (``built``); the next case's build replaces it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import torch
+
+from resnetbench.formulas import GUIDE_PARAMS_M, SPECS, TORCHVISION_PARAMS, count_resnet
+
+
+def _skip_reason(case: Any, state: Any) -> str | None:
+    from resnetbench.backends import get_backend
+    from resnetbench.compress import unsupported_dtype
+
+    return unsupported_dtype(case) or get_backend(case.backend).unsupported(case, state.config.allow_slow)
+
+
+@pytest.fixture(scope="session")
+def built(case: Any, run_state: Any) -> Any:
+    """The case's model, artifact and runner, made once (or taken from the cache)."""
+    reason = _skip_reason(case, run_state)
+    record = run_state.record(case)
+    if reason:
+        record["reason"] = reason
+        pytest.skip(reason)
+    from resnetbench.build import build_case
+
+    b = build_case(run_state.config, case, run_state.cache, run_state.threads)
+    record["conversion"] = b.conversion
+    record["compression_info"] = b.compression_info
+    record["artifact"] = {"dir": str(b.entry), "kind": type(b).__name__, "runtime": b.meta.get("runtime", {})}
+    record["notes"] = b.notes
+    yield b
+
+
+def run_batches(built: Any, images: torch.Tensor) -> torch.Tensor:
+    """Logits for all images, in chunks of the case's batch (the last one padded)."""
+    batch = built.case.batch
+    outs = []
+    for i in range(0, len(images), batch):
+        chunk = images[i : i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = torch.cat([chunk, chunk[:1].expand(batch - n, *chunk.shape[1:])])
+        out = built.runner.to_logits(built.runner.run(built.runner.prepare(chunk)))
+        outs.append(out[:n])
+    return torch.cat(outs)
+
+
+@pytest.mark.size
+def test_size(case: Any, built: Any, run_state: Any) -> None:
+    from resnetbench.measure.size import explain, size_record
+
+    inv = built.inventory
+    rec = size_record(inv, case.dtype, case.backend, case.compression, built.files, case.size_tolerance)
+    run_state.record(case)["size"] = rec
+    spec = SPECS.get(case.arch)
+    if spec is not None and case.compression not in ("prune-channels",):
+        classes = built.fp32_model.fc.out_features
+        closed_form = count_resnet(spec, classes).params
+        assert inv.params == closed_form, f"{case.arch}: {inv.params:,} params, closed form says {closed_form:,}"
+        if classes == 1000:
+            assert inv.params == TORCHVISION_PARAMS[case.arch]
+            assert round(inv.params / 1e6, 1) == GUIDE_PARAMS_M[case.arch]
+    if case.compression == "prune-channels":
+        full = count_resnet(spec, built.fp32_model.fc.out_features).params if spec else None
+        rec["params_before_pruning"] = full
+        assert full is None or inv.params < full, "structured pruning left the parameter count unchanged"
+    assert rec["within_tolerance"], explain(rec)
+
+
+@pytest.mark.accuracy
+def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
+    from resnetbench.measure.accuracy import evaluate
+    from resnetbench.references import reference_for
+
+    ref = reference_for(run_state.config, case, run_state.cache, run_state.memo)
+    out = run_batches(built, ref.inputs.images)
+    rec = run_state.record(case)
+    expected_shape = tuple(ref.logits.shape)
+    if tuple(out.shape) != expected_shape:
+        rec["accuracy"] = {"verdict": "failed", "message": f"output shape {tuple(out.shape)} != {expected_shape}"}
+        pytest.fail(f"{case.id}: output shape {tuple(out.shape)}, expected {expected_shape}")
+    if not torch.isfinite(out).all():
+        bad = int((~torch.isfinite(out)).sum())
+        rec["accuracy"] = {"verdict": "failed", "message": f"{bad} non-finite outputs (NaN/Inf)"}
+        pytest.fail(f"{case.id}: {bad} outputs are NaN or Inf")
+    result = evaluate(out, ref.logits, case.tolerances, ref.inputs.labels, ref.fp32_logits)
+    result["reference"] = ref.kind
+    result["dataset"] = ref.inputs.describe()
+    rec["accuracy"] = result
+    if result["degenerate"]:
+        rec["notes"].append(result["degenerate"])
+    assert result["verdict"] == "passed", f"{case.id}: {result['message']}"
+
+
+@pytest.mark.latency
+def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
+    from filelock import FileLock
+
+    from resnetbench.measure.latency import count_flops, roofline, summarize
+
+    cfg = run_state.config
+    x = torch.randn(case.batch, 3, cfg.input_size, cfg.input_size, generator=torch.Generator().manual_seed(cfg.seed))
+    native = built.runner.prepare(x)
+    warmup, rounds = cfg.latency["warmup"], cfg.latency["rounds"]
+    benchmark.extra_info.update({"case": case.id, "threads": run_state.threads})
+    # Timed cases never overlap: under xdist every worker takes the same lock.
+    lock = FileLock(str(run_state.cache.root / "latency.lock"))
+    run_state.cache.root.mkdir(parents=True, exist_ok=True)
+    with lock:
+        start = time.perf_counter()
+        if benchmark.disabled:
+            samples = _own_loop(built.runner.run, native, warmup, rounds)
+        else:
+            benchmark.pedantic(built.runner.run, args=(native,), warmup_rounds=warmup, rounds=rounds, iterations=1)
+            samples = [s * 1e3 for s in benchmark.stats.stats.data]
+        wall = time.perf_counter() - start
+    rec = summarize(samples, case.batch)
+    key = ("flops", case.arch, case.compression, cfg.input_size, case.batch)
+    if key not in run_state.memo:
+        run_state.memo[key] = count_flops(built.fp32_model, torch.randn(case.batch, 3, cfg.input_size, cfg.input_size))
+    flops = run_state.memo[key]
+    env = run_state.environment
+    cal = env.get("calibration", {}).get("median_ms")
+    rec.update(
+        {
+            **flops,
+            "flops_note": "FLOPs of the fp32 graph (1 MAC = 2 FLOPs), counted by torch.utils.flop_counter",
+            **roofline(flops["flops"], rec["median_ms"], env.get("peak_gflops")),
+            "warmup": warmup,
+            "normalized_median": rec["median_ms"] / cal if cal else None,
+            "threads": run_state.threads,
+            "ran_alone": True,
+            "wall_s": wall,
+            "runtime": built.meta.get("runtime", {}),
+        }
+    )
+    run_state.record(case)["latency"] = rec
+
+
+def _own_loop(fn: Any, arg: Any, warmup: int, rounds: int) -> list[float]:
+    for _ in range(warmup):
+        fn(arg)
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn(arg)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+@pytest.mark.claims
+def test_claim(claim: str, run_state: Any) -> None:
+    from resnetbench.claims import CLAIMS
+
+    result = CLAIMS[claim](run_state.cache)
+    run_state.claims[claim] = result.to_dict()
+    run_state.write()
+    assert result.verdict == result.expected_verdict, (
+        f"{claim}: verdict {result.verdict} but the project expects {result.expected_verdict}: "
+        f"stated {result.stated}, measured {result.measured}"
+    )
