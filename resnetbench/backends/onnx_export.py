@@ -73,6 +73,13 @@ def bf16_weight_storage(src: Path, dst: Path) -> int:
     return converted
 
 
+def single_file(src: Path, dst: Path) -> Path:
+    """Re-save a model with its weights inline: ORT's quantization tools copy the model
+    to a temporary folder and lose the external ``.data`` file otherwise (< 2 GB here)."""
+    onnx.save(onnx.load(str(src)), str(dst))
+    return dst
+
+
 def onnx_files(directory: Path, stem: str) -> list[str]:
     """The .onnx file and its external data, by name."""
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(stem) and not p.name.endswith(".tmp"))

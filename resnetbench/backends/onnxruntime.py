@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, cast_model
-from resnetbench.backends.onnx_export import bf16_weight_storage, export_onnx, onnx_files, op_histogram
+from resnetbench.backends.onnx_export import bf16_weight_storage, export_onnx, onnx_files, op_histogram, single_file
 from resnetbench.matrix import Case
 
 
@@ -42,11 +42,13 @@ def export_for_onnx(model: nn.Module, case: Case, out: Path, ctx: BuildContext) 
             elif case.compression == "dynamic":
                 from resnetbench.compress.dynamic import quantize_onnx_dynamic
 
-                extra.update(quantize_onnx_dynamic(work / "model.onnx", out / "model.onnx"))
+                src = single_file(work / "model.onnx", work / "single.onnx")
+                extra.update(quantize_onnx_dynamic(src, out / "model.onnx"))
             elif case.compression == "static":
                 from resnetbench.compress.static import quantize_onnx_static
 
-                extra.update(quantize_onnx_static(work / "model.onnx", out / "model.onnx", ctx, out / "pre"))
+                src = single_file(work / "model.onnx", work / "single.onnx")
+                extra.update(quantize_onnx_static(src, out / "model.onnx", ctx, out / "pre"))
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(out / "pre", ignore_errors=True)
     extra["ops"] = op_histogram(out / "model.onnx")

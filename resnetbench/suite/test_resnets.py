@@ -164,6 +164,8 @@ def test_claim(claim: str, run_state: Any) -> None:
     result = CLAIMS[claim](run_state.cache)
     run_state.claims[claim] = result.to_dict()
     run_state.write()
+    for what, measured, known in result.checks:
+        assert measured == known, f"{claim}: {what}: measured {measured}, independently known {known}"
     assert result.verdict == result.expected_verdict, (
         f"{claim}: verdict {result.verdict} but the project expects {result.expected_verdict}: "
         f"stated {result.stated}, measured {result.measured}"

@@ -1,0 +1,190 @@
+"""``resnetbench`` command line: validate, schema, sizes, claims, report, compare, merge, cache, train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _err(msg: str) -> int:
+    print(f"resnetbench: error: {msg}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from resnetbench.config import ConfigError, load_config
+    from resnetbench.matrix import expand
+
+    try:
+        cfg = load_config(args.matrix)
+    except ConfigError as exc:
+        return _err(str(exc))
+    cases = expand(cfg)
+    print(f"{args.matrix}: valid, {len(cases)} cases")
+    if args.list:
+        for case in cases:
+            print(f"  {case.id}")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from resnetbench.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_sizes(args: argparse.Namespace) -> int:
+    from resnetbench.formulas import sizes_table
+
+    print(f"{'arch':<10} {'dtype':<5} {'params':>12} {'bytes':>13} {'MB':>9} {'MiB':>9}")
+    for row in sizes_table():
+        print(f"{row['arch']:<10} {row['dtype']:<5} {row['params']:>12,} {row['bytes']:>13,} {row['mb']:>9.2f} {row['mib']:>9.2f}")
+    print("MB = 10^6 bytes (the guide's unit), MiB = 2^20 bytes; BatchNorm running statistics not included.")
+    return EXIT_OK
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from resnetbench.cache import ArtifactCache, default_cache_dir
+    from resnetbench.claims import CLAIMS, check_all
+
+    unknown = [c for c in args.only or [] if c not in CLAIMS]
+    if unknown:
+        return _err(f"unknown claim(s) {', '.join(unknown)}; known: {', '.join(CLAIMS)}")
+    results = check_all(ArtifactCache(Path(args.cache_dir or default_cache_dir())), args.only)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=1, default=str))
+        return EXIT_OK
+    for r in results:
+        flag = "" if r.verdict == r.expected_verdict else f"  (UNEXPECTED: project expects {r.expected_verdict})"
+        print(f"{r.id}  {r.verdict.upper():<8} {r.claim}{flag}")
+        print(f"      stated:   {r.stated}")
+        print(f"      measured: {r.measured}")
+    return EXIT_OK if all(r.verdict == r.expected_verdict for r in results) else EXIT_REGRESSION
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from resnetbench import results as results_io
+    from resnetbench.report import render_markdown, write_html
+
+    try:
+        write_html(args.results, args.output, args.baseline)
+        if args.summary:
+            Path(args.summary).write_text(render_markdown(results_io.merge(args.results)), encoding="utf-8")
+    except results_io.ResultsError as exc:
+        return _err(str(exc))
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from resnetbench.compare import main_compare
+
+    return main_compare(args.baseline, args.current, args.threshold, args.strict)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from resnetbench import results as results_io
+
+    try:
+        merged = results_io.merge(args.results)
+    except results_io.ResultsError as exc:
+        return _err(str(exc))
+    results_io.write_atomic(args.output, merged)
+    print(f"wrote {args.output}: {len(merged['cases'])} cases from {len(args.results)} files")
+    return EXIT_OK
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from resnetbench.cache import ArtifactCache, default_cache_dir
+
+    cache = ArtifactCache(Path(args.cache_dir or default_cache_dir()))
+    if args.action == "clear":
+        freed = cache.clear()
+        print(f"cleared {cache.root} ({freed / 1e6:.1f} MB)")
+    else:
+        print(f"{cache.root}: {cache.size_bytes() / 1e6:.1f} MB")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from resnetbench.environment import default_threads, set_threads
+    from resnetbench.train import train_digits
+
+    set_threads(args.threads or default_threads())
+    model, info = train_digits(args.arch, epochs=args.epochs, seed=args.seed)
+    import torch
+
+    torch.save(model.state_dict(), args.output)
+    print(f"{args.arch} on digits: test top-1 {info['test_top1']:.1%} after {args.epochs} epochs in {info['train_s']:.1f} s -> {args.output}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resnetbench", description="Benchmark and regression-test ResNet deployments.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a matrix file; exit 2 with a clear message when it is wrong")
+    p.add_argument("matrix")
+    p.add_argument("--list", action="store_true", help="also list the case ids")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of matrix files (for editors)")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("sizes", help="formula sizes of every architecture x dtype, in MB and MiB")
+    p.set_defaults(func=cmd_sizes)
+
+    p = sub.add_parser("claims", help="check the guide's claims against measurements")
+    p.add_argument("--only", nargs="*", metavar="CN", help="only these claims, e.g. C3 C4")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--cache-dir", default=None)
+    p.set_defaults(func=cmd_claims)
+
+    p = sub.add_parser("report", help="render the HTML comparison report from results files")
+    p.add_argument("results", nargs="+")
+    p.add_argument("-o", "--output", default="reports/report.html")
+    p.add_argument("--baseline", default=None, help="results file to compare against")
+    p.add_argument("--summary", default=None, help="also write a Markdown summary here")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="statistical regression gate: exit 0 ok, 1 regression, 2 bad input")
+    p.add_argument("baseline")
+    p.add_argument("current")
+    p.add_argument("--threshold", type=float, default=None, help="relative slowdown that counts (default 0.10)")
+    p.add_argument("--strict", action="store_true", help="refuse to compare runs from different machines")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("merge", help="merge shard results into one file")
+    p.add_argument("results", nargs="+")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("cache", help="show or clear the artifact cache")
+    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("--cache-dir", default=None)
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("train", help="train weights on the offline digits dataset")
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--dataset", choices=["digits"], default="digits")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("-o", "--output", default="digits-weights.pt")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
