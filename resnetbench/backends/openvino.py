@@ -1,0 +1,91 @@
+"""OpenVINO on CPU: converted from the ONNX artifact, saved as IR (model.xml + model.bin).
+
+Compiled with the LATENCY performance hint for batch 1 and THROUGHPUT for larger
+batches, the thread count set explicitly, and the inference precision pinned (the CPU
+plugin may otherwise pick bf16 on its own where the CPU has it): f32 for fp32, bf16
+for bf16. fp16 weights are stored compressed and computed in f32 (no fp16 arithmetic
+on this CPU). int8 comes from loading the ONNX Runtime QDQ model, which OpenVINO's
+low-precision transformations run as int8.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnetbench.backends.base import Backend, BuildContext, Exported, Timer
+from resnetbench.backends.onnxruntime import export_for_onnx
+from resnetbench.matrix import Case
+
+PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
+
+
+class OpenVINORunner:
+    """An infer request with the input prepared as numpy once."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.request = compiled.create_infer_request()
+
+    def prepare(self, x: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(x.float().numpy())
+
+    def run(self, native: np.ndarray) -> Any:
+        return self.request.infer({0: native}, share_inputs=True)
+
+    def to_logits(self, out: Any) -> torch.Tensor:
+        return torch.from_numpy(np.array(out[0], dtype=np.float32))
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+    dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
+    compressions = Backend.compressions | {"static"}
+    requires = ("openvino", "onnx")
+    artifact_kind = "OpenVINO IR (model.xml + model.bin)"
+
+    def unsupported(self, case: Case, allow_slow: bool = False) -> str | None:
+        if case.compression == "dynamic":
+            return "openvino has no dynamic int8 quantization path (weights-and-activations int8 comes from static QDQ)"
+        return super().unsupported(case, allow_slow)
+
+    def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
+        import openvino as ov
+
+        onnx_dir = out / "onnx"
+        onnx_dir.mkdir()
+        onnx_case = case if case.dtype == "int8" else Case(case.arch, "fp32", case.compression, case.backend, case.batch)
+        onnx_export = export_for_onnx(model, onnx_case, onnx_dir, ctx)
+        with Timer() as t:
+            ov_model = ov.convert_model(str(onnx_dir / "model.onnx"))
+            ov.save_model(ov_model, str(out / "model.xml"), compress_to_fp16=case.dtype in ("fp16", "bf16"))
+        for f in onnx_dir.iterdir():
+            f.unlink()
+        onnx_dir.rmdir()
+        notes = list(onnx_export.notes)
+        if case.dtype == "fp16":
+            notes.append("fp16 weights (compress_to_fp16), f32 compute: no fp16 arithmetic on this CPU")
+        if case.dtype == "bf16":
+            notes.append("fp16-compressed weights, bf16 compute (INFERENCE_PRECISION_HINT=bf16)")
+        extra = {k: v for k, v in onnx_export.extra.items() if k != "ops"}
+        return Exported(["model.bin", "model.xml"], onnx_export.seconds + t.seconds, notes, extra)
+
+    def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> OpenVINORunner:
+        import openvino as ov
+
+        core = ov.Core()
+        hint = "LATENCY" if case.batch == 1 else "THROUGHPUT"
+        hint = ctx.settings.get("performance_hint", hint)
+        config = {
+            "PERFORMANCE_HINT": hint,
+            "INFERENCE_NUM_THREADS": ctx.threads,
+            "INFERENCE_PRECISION_HINT": PRECISION[case.dtype],
+        }
+        ov_model = core.read_model(str(entry / "model.xml"))
+        ov_model.reshape([case.batch, 3, ctx.input_size, ctx.input_size])
+        compiled = core.compile_model(ov_model, "CPU", config)
+        meta.setdefault("runtime", {}).update({**config, "openvino": ov.__version__})
+        return OpenVINORunner(compiled)

@@ -1,0 +1,40 @@
+"""TorchScript: trace, freeze, save; the artifact is the saved TorchScript file.
+
+torch 2.14 still ships TorchScript but warns that ``torch.jit.trace``/``freeze`` are
+deprecated; those warnings go into the case's notes rather than being hidden.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, record_warnings
+from resnetbench.backends.eager import FP16_SLOW, EagerRunner, torch_input
+from resnetbench.matrix import Case
+
+
+class TorchScriptBackend(Backend):
+    name = "torchscript"
+    dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
+    compressions = Backend.compressions | {"dynamic", "static"}
+    slow = {"fp16": FP16_SLOW}
+    artifact_kind = "frozen TorchScript module (torch.jit.save)"
+
+    def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
+        notes: list[str] = []
+        sample = torch_input(torch.randn(case.batch, 3, ctx.input_size, ctx.input_size), case)
+        with Timer() as t, record_warnings(notes), torch.inference_mode():
+            traced = torch.jit.trace(model.eval(), sample, check_trace=False)
+            frozen = torch.jit.freeze(traced)
+            torch.jit.save(frozen, str(out / "model.ts"))
+        return Exported(["model.ts"], t.seconds, notes)
+
+    def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> EagerRunner:
+        notes = meta.setdefault("notes", [])
+        with record_warnings(notes):
+            module = torch.jit.load(str(entry / "model.ts"), map_location="cpu")
+        return EagerRunner(module, case, channels_last=False)
