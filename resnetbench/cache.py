@@ -2,8 +2,9 @@
 
 A key is a hash of a JSON description (architecture, weights id, compression and its
 settings, dtype, backend, input size, library versions). Each entry is a directory
-holding the artifact's files and ``meta.json``; an entry without ``meta.json`` is
-incomplete (its writer died) and is rebuilt.
+holding the artifact's files and ``meta.json``; an entry without a readable
+``meta.json`` is incomplete (its writer died) and is rebuilt. The modification time of
+``meta.json`` records the last use, for least-recently-used eviction.
 """
 
 from __future__ import annotations
@@ -24,6 +25,22 @@ META = "meta.json"
 def default_cache_dir() -> Path:
     """``$RESNETBENCH_CACHE`` or ``.resnetbench-cache`` in the current directory."""
     return Path(os.environ.get(CACHE_ENV) or ".resnetbench-cache").resolve()
+
+
+def _touch(meta_file: Path) -> None:
+    # Explicit nanosecond times: the file system's own clock ticks coarsely (a few ms),
+    # which would tie entries made or used in quick succession.
+    now = time.time_ns()
+    os.utime(meta_file, ns=(now, now))
+
+
+def _read_meta(meta_file: Path) -> dict[str, Any] | None:
+    """The entry's metadata, or None when it is missing or unreadable (a torn write)."""
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def cache_key(description: dict[str, Any]) -> str:
@@ -54,11 +71,11 @@ class ArtifactCache:
         """Return (entry dir, meta); ``build(dir)`` writes the files and returns meta."""
         path = self.entry(kind, name, description)
         meta_file = path / META
-        if meta_file.exists():
+        cached = _read_meta(meta_file)
+        if cached is not None:
             self.hits += 1
-            meta = json.loads(meta_file.read_text())
-            os.utime(meta_file)  # recency for eviction
-            return path, {**meta, "cached": True}
+            _touch(meta_file)
+            return path, {**cached, "cached": True}
         self.misses += 1
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -66,24 +83,35 @@ class ArtifactCache:
         try:
             meta = build(tmp)
             meta = {**meta, "description": description, "created": time.time()}
-            (tmp / META).write_text(json.dumps(meta, default=str, indent=1))
+            (tmp / META).write_text(json.dumps(meta, default=str, indent=1), encoding="utf-8")
             shutil.rmtree(path, ignore_errors=True)
-            tmp.rename(path)
+            try:
+                tmp.rename(path)
+            except OSError:
+                # another process finished the same entry first: keep theirs
+                if _read_meta(meta_file) is None:
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.evict()
+        _touch(meta_file)
+        self.evict(keep=path)
         return path, {**meta, "cached": False}
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file()) if self.root.exists() else 0
 
-    def evict(self) -> None:
-        """Drop least recently used entries until the cache fits ``max_bytes``."""
+    def evict(self, keep: Path | None = None) -> None:
+        """Drop least recently used entries until the cache fits ``max_bytes``.
+
+        ``keep`` (the entry just returned to a caller) is never dropped, even when it alone
+        is larger than ``max_bytes``: its caller is about to read it.
+        """
         if not self.max_bytes or not self.root.exists():
             return
-        entries = [m.parent for m in self.root.glob(f"*/*/{META}")]
-        entries.sort(key=lambda p: (p / META).stat().st_mtime)
+        entries = [m.parent for m in self.root.glob(f"*/*/{META}") if m.parent != keep]
+        entries.sort(key=lambda p: (p / META).stat().st_mtime_ns)
         total = self.size_bytes()
         for entry in entries:
             if total <= self.max_bytes:

@@ -183,7 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:  # e.g. `resnetbench validate m.yaml --list | head`
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":

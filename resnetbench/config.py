@@ -73,7 +73,7 @@ def json_schema(
     def axis(values: dict[str, Any]) -> dict[str, Any]:
         return {"type": "array", "minItems": 1, "uniqueItems": True, "items": values}
 
-    axis_values = {
+    axis_values: dict[str, dict[str, Any]] = {
         "arch": {"type": "string", "enum": list(archs)},
         "dtype": {"type": "string", "enum": list(DTYPES)},
         "compression": {"type": "string", "enum": list(COMPRESSIONS)},
@@ -85,6 +85,13 @@ def json_schema(
         "additionalProperties": False,
         "minProperties": 1,
         "properties": {**axis_values, "tolerances": _tolerance_block()},
+    }
+    # An exclude entry names axes only: one without any would match, and drop, every case.
+    exclude_combo = {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": dict(axis_values),
     }
     tolerances = {
         "type": "object",
@@ -157,8 +164,10 @@ def json_schema(
                 "properties": {
                     **{name: axis(values) for name, values in axis_values.items()},
                     "include": {"type": "array", "items": combo},
-                    "exclude": {"type": "array", "items": combo},
+                    "exclude": {"type": "array", "items": exclude_combo},
                 },
+                # Without an axis or an include entry there is nothing to expand.
+                "anyOf": [{"required": [name]} for name in (*AXES, "include")],
             },
             "tolerances": tolerances,
             "weights": weights,
@@ -167,6 +176,7 @@ def json_schema(
             "seed": {"type": "integer"},
             "threads": {"type": "integer", "minimum": 1},
             "allow_slow": {"type": "boolean"},
+            "claims": {"type": "boolean", "description": "also check the guide's claims (default true)"},
             "latency": {
                 "type": "object",
                 "additionalProperties": False,
@@ -215,11 +225,26 @@ class Config:
     seed: int = 0
     threads: int | None = None
     allow_slow: bool = False
+    claims: bool = True
     latency: dict[str, int] = field(default_factory=lambda: {"warmup": 5, "rounds": 30})
     cache: dict[str, Any] = field(default_factory=dict)
     compression_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     architectures: dict[str, str] = field(default_factory=dict)
     gate: dict[str, float] = field(default_factory=lambda: {"threshold": 0.05})
+
+
+def _key_matches(node: yaml.Node, key: Any) -> bool:
+    """Whether a mapping key node loads as ``key`` (``on:`` loads as True, ``1:`` as 1)."""
+    if not isinstance(node, yaml.ScalarNode):
+        return False
+    if node.value == key:
+        return True
+    if node.tag == "tag:yaml.org,2002:str" or isinstance(key, str):
+        return False
+    try:
+        return bool(yaml.safe_load(node.value) == key)
+    except yaml.YAMLError:
+        return False
 
 
 def _node_at(node: yaml.Node | None, path: list[Any]) -> yaml.Node | None:
@@ -228,7 +253,7 @@ def _node_at(node: yaml.Node | None, path: list[Any]) -> yaml.Node | None:
         if isinstance(node, yaml.MappingNode):
             nxt = None
             for k, v in node.value:
-                if k.value == str(key) or k.value == key:
+                if _key_matches(k, key):
                     nxt = v
                     break
             if nxt is None:
@@ -245,9 +270,33 @@ def _key_node(node: yaml.Node | None, path: list[Any], key: str) -> yaml.Node | 
     parent = _node_at(node, path)
     if isinstance(parent, yaml.MappingNode):
         for k, _ in parent.value:
-            if k.value == key:
+            if _key_matches(k, key):
                 return k
     return parent
+
+
+def _duplicate_key(node: yaml.Node | None) -> tuple[str, int, int] | None:
+    """The first key written twice in one mapping: (key, first line, second line).
+
+    PyYAML keeps the last value silently, so an axis written twice would lose its first list.
+    """
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                ident = (k.tag, k.value)
+                if ident in seen:
+                    return k.value, seen[ident], k.start_mark.line + 1
+                seen[ident] = k.start_mark.line + 1
+            found = _duplicate_key(v)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _duplicate_key(item)
+            if found:
+                return found
+    return None
 
 
 def _where(path: list[Any]) -> str:
@@ -271,12 +320,15 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
     schema = error.schema
     if validator == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
+        # keys need not be strings (``1:``, ``on:``), so sort by their text
+        extra = sorted(set(error.instance) - set(allowed), key=str)
         key = extra[0] if extra else "?"
         node = _key_node(root, path, key)
         place = f"in {where}" if path else "at the top level"
         allowed_text = ", ".join(allowed) if allowed else "(none)"
         msg = f"unknown key {key!r} {place}. Allowed keys: {allowed_text}.{_suggest(key, allowed)}"
+        if isinstance(key, bool):
+            msg += " (YAML reads a bare on/off/yes/no as a boolean; quote the key.)"
     elif validator == "enum":
         allowed = list(schema["enum"])
         msg = (
@@ -285,17 +337,35 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
         )
     elif validator == "type":
         expected = schema["type"]
-        msg = f"{where}: expected {_article(expected)}, got {_yaml_type(error.instance)} {error.instance!r}."
+        got = _yaml_type(error.instance)
+        if error.instance is not None:
+            got += f" {error.instance!r}"
+        msg = f"{where}: expected {_article(expected)}, got {got}."
+        scalar = isinstance(error.instance, str | int | float) and not isinstance(error.instance, bool)
+        if expected == "array" and scalar:
+            msg += f" Write a list, e.g. [{error.instance}]."
     elif validator in ("minimum", "exclusiveMinimum"):
         msg = f"{where}: {error.instance!r} is too small; it must be {'>=' if validator == 'minimum' else '>'} {error.validator_value}."
     elif validator == "maximum":
         msg = f"{where}: {error.instance!r} is too large; it must be <= {error.validator_value}."
     elif validator == "minItems":
-        msg = f"{where}: the axis is empty; list at least one value."
+        allowed = schema.get("items", {}).get("enum")
+        hint = f" Allowed values: {', '.join(map(str, allowed))}." if allowed else ""
+        msg = f"{where}: the axis is empty; list at least one value.{hint}"
     elif validator == "uniqueItems":
-        msg = f"{where}: values repeat; each value may appear once."
+        value, index = _first_repeat(error.instance)
+        repeat = _node_at(root, [*path, index])
+        if repeat is not None:
+            node = repeat
+        msg = f"{where}: {value!r} appears more than once; each value may appear once."
     elif validator == "required":
-        msg = f"{where}: {error.message}."
+        missing = [k for k in error.validator_value if k not in error.instance]
+        msg = f"{where}: missing the required key {', '.join(map(repr, missing))}."
+    elif validator == "anyOf" and path == ["matrix"]:
+        msg = (
+            f"matrix: names no axis and no include entry, so there is nothing to run. "
+            f"List at least one of: {', '.join(AXES)}, include."
+        )
     elif validator == "minProperties":
         msg = f"{where}: an empty entry matches every case; name at least one axis."
     elif validator == "pattern":
@@ -306,6 +376,16 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
         msg = f"{where}: {error.message}."
     line = node.start_mark.line + 1 if node is not None else None
     return msg, line
+
+
+def _first_repeat(values: list[Any]) -> tuple[Any, int]:
+    """The first value seen before, and the index of its repeat."""
+    seen: list[Any] = []
+    for i, value in enumerate(values):
+        if value in seen:
+            return value, i
+        seen.append(value)
+    return None, 0
 
 
 def _oneof_hint(path: list[Any]) -> str:
@@ -362,16 +442,23 @@ def load_config(
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{line}: malformed YAML: {exc.problem}.") from None
+        raise ConfigError(_yaml_error(path, exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: malformed YAML: {exc}.") from None
     if data is None:
         raise ConfigError(f"{path}: the file is empty; it needs at least a 'matrix:' mapping.")
+    first = root.start_mark.line + 1 if root is not None else 1
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: expected a mapping with a 'matrix:' key, got {_yaml_type(data)}.")
-    extra_archs = data.get("architectures") if isinstance(data.get("architectures"), dict) else {}
+        raise ConfigError(f"{path}:{first}: expected a mapping with a 'matrix:' key, got {_yaml_type(data)}.")
+    duplicate = _duplicate_key(root)
+    if duplicate:
+        key, line1, line2 = duplicate
+        raise ConfigError(
+            f"{path}:{line2}: key {key!r} appears twice in one mapping (first on line {line1}); "
+            f"YAML would keep only the last one. Merge the two entries."
+        )
+    declared = data.get("architectures")
+    extra_archs: dict[str, Any] = declared if isinstance(declared, dict) else {}
     known_archs = tuple(archs or BUILTIN_ARCHS) + tuple(a for a in extra_archs if a not in (archs or BUILTIN_ARCHS))
     schema = json_schema(known_archs, backends)
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(data))
@@ -380,6 +467,29 @@ def load_config(
         more = f" ({len(errors) - 1} more problem(s) after this one.)" if len(errors) > 1 else ""
         raise ConfigError(f"{path}{f':{line}' if line else ''}: {msg}{more}")
     return _normalise(path, data, root)
+
+
+def _yaml_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
+    """One sentence for a YAML syntax error: where it was found, and where the construct began."""
+    mark = exc.problem_mark
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = exc.problem or "unreadable YAML"
+    context = ""
+    if exc.context:
+        started = exc.context_mark
+        began = (
+            f" (it began on line {started.line + 1})"
+            if started is not None and mark is not None and started.line != mark.line
+            else ""
+        )
+        context = f"{exc.context}{began}: "
+    hint = " YAML indents with spaces, not tabs." if "'\\t'" in problem else ""
+    return f"{path}{line}: malformed YAML: {context}{problem}.{hint}"
+
+
+def _line(path: Path, root: yaml.Node | None, keys: list[Any]) -> str:
+    node = _node_at(root, keys)
+    return f"{path}:{node.start_mark.line + 1}" if node is not None else str(path)
 
 
 def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Config:
@@ -392,7 +502,8 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
             weights = {"source": "path", "path": weights}
     if weights["source"] == "path":
         if not weights.get("path"):
-            raise ConfigError(f"{path}: weights: source 'path' needs a 'path:'.")
+            where = _line(path, root, ["weights"])
+            raise ConfigError(f"{where}: weights: source 'path' needs a 'path:' to a checkpoint.")
         wpath = Path(weights["path"])
         if not wpath.is_absolute():
             wpath = path.parent / wpath
@@ -405,14 +516,13 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
         dataset = {"name": dataset}
     if dataset["name"] == "imagefolder":
         if not dataset.get("path"):
-            line = _node_at(root, ["dataset"])
-            where = f":{line.start_mark.line + 1}" if line is not None else ""
-            raise ConfigError(f"{path}{where}: dataset: 'imagefolder' needs a 'path:' to class folders.")
+            where = _line(path, root, ["dataset"])
+            raise ConfigError(f"{where}: dataset: 'imagefolder' needs a 'path:' to class folders.")
         dpath = Path(dataset["path"])
         if not dpath.is_absolute():
             dataset = {**dataset, "path": str(path.parent / dpath)}
     kwargs["dataset"] = dataset
-    for key in ("tolerances", "input_size", "seed", "threads", "allow_slow", "cache",
+    for key in ("tolerances", "input_size", "seed", "threads", "allow_slow", "claims", "cache",
                 "compression_settings", "architectures"):
         if key in data:
             kwargs[key] = data[key]

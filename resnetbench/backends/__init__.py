@@ -30,7 +30,8 @@ _INSTANCES: dict[str, Backend] = {}
 def backend_names() -> tuple[str, ...]:
     """Built-in names plus those installed packages declare."""
     extra = tuple(ep.name for ep in entry_points(group="resnetbench.backends") if ep.name not in _BUILTIN)
-    return tuple(_BUILTIN) + extra
+    registered = tuple(n for n in _INSTANCES if n not in _BUILTIN and n not in extra)
+    return tuple(_BUILTIN) + extra + registered
 
 
 def get_backend(name: str) -> Backend:

@@ -61,8 +61,8 @@ class Backend:
     slow: ClassVar[dict[str, str]] = {}
     artifact_kind: ClassVar[str] = ""
 
-    def unsupported(self, case: Case, allow_slow: bool = False) -> str | None:
-        """Why this backend cannot (or should not) run ``case``; None when it can."""
+    def unsupported(self, case: Case) -> str | None:
+        """Why this backend cannot build or run ``case``; None when it can."""
         for module in self.requires:
             if importlib.util.find_spec(module) is None:
                 return f"{self.name}: the Python package {module!r} is not installed (pip install -e '.[{self.extra_name()}]')"
@@ -72,6 +72,10 @@ class Backend:
             return f"{self.name} does not run {case.dtype} here (supports {', '.join(sorted(self.dtypes))})"
         if case.compression not in self.compressions:
             return f"{self.name} has no {case.compression} path (supports {', '.join(sorted(self.compressions))})"
+        return None
+
+    def slow_reason(self, case: Case, allow_slow: bool = False) -> str | None:
+        """Why running ``case`` would take pathologically long here (its size is still checked)."""
         if case.dtype in self.slow and not allow_slow:
             return f"{self.slow[case.dtype]}; set allow_slow: true in the matrix to run it"
         return None

@@ -26,11 +26,11 @@ class CompileBackend(Backend):
     slow = {"fp16": FP16_SLOW}
     artifact_kind = "state_dict (torch.compile regenerates its code per process)"
 
-    def unsupported(self, case: Case, allow_slow: bool = False) -> str | None:
+    def unsupported(self, case: Case) -> str | None:
         if case.dtype == "int8":
             return ("compile: int8 needs torchao's pt2e flow with the x86 inductor quantizer, "
                     "which is not part of torch 2.14 (torchao is not installed)")
-        return super().unsupported(case, allow_slow)
+        return super().unsupported(case)
 
     def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
         with Timer() as t:

@@ -72,8 +72,8 @@ class OrtCudaBackend(OnnxRuntimeBackend):
     dtypes = frozenset({"fp32", "fp16", "int8"})
     providers = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
-    def unsupported(self, case: Case, allow_slow: bool = False) -> str | None:
-        reason = super().unsupported(case, allow_slow)
+    def unsupported(self, case: Case) -> str | None:
+        reason = super().unsupported(case)
         if reason is None:
             import onnxruntime as ort
 

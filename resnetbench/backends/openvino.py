@@ -47,10 +47,10 @@ class OpenVINOBackend(Backend):
     requires = ("openvino", "onnx")
     artifact_kind = "OpenVINO IR (model.xml + model.bin)"
 
-    def unsupported(self, case: Case, allow_slow: bool = False) -> str | None:
+    def unsupported(self, case: Case) -> str | None:
         if case.compression == "dynamic":
             return "openvino has no dynamic int8 quantization path (weights-and-activations int8 comes from static QDQ)"
-        return super().unsupported(case, allow_slow)
+        return super().unsupported(case)
 
     def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
         import openvino as ov

@@ -15,17 +15,25 @@ import torch
 from resnetbench.formulas import GUIDE_PARAMS_M, SPECS, TORCHVISION_PARAMS, count_resnet
 
 
-def _skip_reason(case: Any, state: Any) -> str | None:
+def _skip_reason(case: Any) -> str | None:
     from resnetbench.backends import get_backend
     from resnetbench.compress import unsupported_dtype
 
-    return unsupported_dtype(case) or get_backend(case.backend).unsupported(case, state.config.allow_slow)
+    return unsupported_dtype(case) or get_backend(case.backend).unsupported(case)
+
+
+def _skip_if_slow(case: Any, state: Any) -> None:
+    from resnetbench.backends import get_backend
+
+    reason = get_backend(case.backend).slow_reason(case, state.config.allow_slow)
+    if reason:
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def built(case: Any, run_state: Any) -> Any:
     """The case's model, artifact and runner, made once (or taken from the cache)."""
-    reason = _skip_reason(case, run_state)
+    reason = _skip_reason(case)
     record = run_state.record(case)
     if reason:
         record["reason"] = reason
@@ -73,7 +81,8 @@ def test_size(case: Any, built: Any, run_state: Any) -> None:
         full = count_resnet(spec, built.fp32_model.fc.out_features).params if spec else None
         rec["params_before_pruning"] = full
         assert full is None or inv.params < full, "structured pruning left the parameter count unchanged"
-    assert rec["within_tolerance"], explain(rec)
+    if not rec["within_tolerance"]:
+        pytest.fail(f"{case.id}: size: {explain(rec)}", pytrace=False)
 
 
 @pytest.mark.accuracy
@@ -81,24 +90,26 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
     from resnetbench.measure.accuracy import evaluate
     from resnetbench.references import reference_for
 
+    _skip_if_slow(case, run_state)
     ref = reference_for(run_state.config, case, run_state.cache, run_state.memo)
     out = run_batches(built, ref.inputs.images)
     rec = run_state.record(case)
     expected_shape = tuple(ref.logits.shape)
     if tuple(out.shape) != expected_shape:
         rec["accuracy"] = {"verdict": "failed", "message": f"output shape {tuple(out.shape)} != {expected_shape}"}
-        pytest.fail(f"{case.id}: output shape {tuple(out.shape)}, expected {expected_shape}")
+        pytest.fail(f"{case.id}: output shape {tuple(out.shape)}, expected {expected_shape}", pytrace=False)
     if not torch.isfinite(out).all():
         bad = int((~torch.isfinite(out)).sum())
         rec["accuracy"] = {"verdict": "failed", "message": f"{bad} non-finite outputs (NaN/Inf)"}
-        pytest.fail(f"{case.id}: {bad} outputs are NaN or Inf")
+        pytest.fail(f"{case.id}: {bad} outputs are NaN or Inf", pytrace=False)
     result = evaluate(out, ref.logits, case.tolerances, ref.inputs.labels, ref.fp32_logits)
     result["reference"] = ref.kind
     result["dataset"] = ref.inputs.describe()
     rec["accuracy"] = result
     if result["degenerate"]:
         rec["notes"].append(result["degenerate"])
-    assert result["verdict"] == "passed", f"{case.id}: {result['message']}"
+    if result["verdict"] != "passed":
+        pytest.fail(f"{case.id}: accuracy: {result['message']}", pytrace=False)
 
 
 @pytest.mark.latency
@@ -107,6 +118,7 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
 
     from resnetbench.measure.latency import count_flops, roofline, summarize
 
+    _skip_if_slow(case, run_state)
     cfg = run_state.config
     x = torch.randn(case.batch, 3, cfg.input_size, cfg.input_size, generator=torch.Generator().manual_seed(cfg.seed))
     native = built.runner.prepare(x)

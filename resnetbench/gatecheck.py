@@ -1,0 +1,499 @@
+"""``resnetbench gate-check``: the regression gate's own error rates, measured on this machine.
+
+The gate (``compare.decide_latency``) was designed on simulated samples; this command
+checks it on real ones. It builds a few small cases, then collects *runs* the way the
+suite does: one run is the calibration kernel's samples plus ``rounds`` timed samples
+of ``runner.run(native)`` after a warm-up, timed through pytest-benchmark's own
+``BenchmarkFixture.pedantic`` (the call the suite's ``test_latency`` makes).
+
+Algorithm
+---------
+1. Build each case (through the artifact cache) and time a few unmodified runs: their
+   median of medians is the case's reference latency.
+2. Repeat ``pairs`` rounds. In a round, every case gets four runs in a seeded random
+   order: two of the unmodified runner (A, B) and two of a ``SlowedRunner`` whose
+   ``run`` does the real work and then busy-waits (a ``perf_counter`` loop, not a sleep,
+   so the added time is wall time the scheduler cannot shorten) for ``f`` times the
+   reference latency, with ``f`` = 0.10 and 0.20. The reference is refreshed after every
+   round from the unmodified runs measured so far in the latest rounds, so the injected
+   fraction stays ``f`` of the case's *current* speed when the machine drifts. Rounds
+   alternate between cases, and the shuffled order inside a round spreads any drift
+   over all kinds alike.
+3. Each round gives three comparisons per case: A/A (the earlier unmodified run as
+   baseline), slow10 (A vs the 10% run) and slow20 (B vs the 20% run). Each goes through
+   ``decide_latency`` with the raw calibration samples of both runs, exactly as
+   ``resnetbench compare`` does; ``compare.summarize_gate_check`` turns the decisions
+   into rates and checks them against ``compare.GATE_TARGETS``.
+
+What it cannot see: every run here comes from one process and one loaded runner, so
+differences between processes (thread placement, memory layout, a different build of
+the same artifact) that a real baseline-vs-current comparison has are not sampled.
+A/A false positives measured here are a lower bound for that reason.
+
+Example::
+
+    resnetbench gate-check --json reports/gate-check.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from resnetbench.compare import DEFAULT_THRESHOLD, GATE_TARGETS, decide_latency, summarize_gate_check
+
+DEFAULT_FRACTIONS = (0.10, 0.20)
+REFERENCE_WINDOW = 3  # rounds of unmodified runs that set the injected delay
+EXIT_OK, EXIT_MISSED = 0, 1
+LATENCY_CASE_TARGET_S = 5.0
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def busy_wait(seconds: float) -> None:
+    """Spin on ``time.perf_counter`` for ``seconds`` (a sleep could return early or late)."""
+    if seconds <= 0:
+        return
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+class SlowedRunner:
+    """A runner whose ``run`` does the real work, then busy-waits ``delay_s`` more seconds."""
+
+    def __init__(self, inner: Any, delay_s: float) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+
+    def prepare(self, x: Any) -> Any:
+        return self.inner.prepare(x)
+
+    def run(self, native: Any) -> Any:
+        out = self.inner.run(native)
+        busy_wait(self.delay_s)
+        return out
+
+    def to_logits(self, out: Any) -> Any:
+        return self.inner.to_logits(out)
+
+
+def own_loop(fn: Callable[[Any], Any], arg: Any, warmup: int, rounds: int) -> list[float]:
+    """Milliseconds per call, timed exactly as ``pedantic(iterations=1)`` times them."""
+    for _ in range(warmup):
+        fn(arg)
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn(arg)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+class _QuietLogger:
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    warning = info = error = debug
+
+
+def pedantic_samples(fn: Callable[[Any], Any], arg: Any, warmup: int, rounds: int) -> list[float]:
+    """Milliseconds per call from pytest-benchmark's own ``BenchmarkFixture.pedantic``.
+
+    This is the suite's measurement path (``test_latency`` calls ``benchmark.pedantic``
+    with ``iterations=1``), with the fixture built outside pytest using the plugin's
+    default options (gc left enabled, ``time.perf_counter`` timer). Falls back to
+    ``own_loop`` only when this pytest-benchmark's fixture cannot be built that way.
+    """
+    try:
+        from pytest_benchmark.fixture import BenchmarkFixture
+        from pytest_benchmark.utils import NameWrapper
+
+        fixture = BenchmarkFixture(
+            SimpleNamespace(name="resnetbench", nodeid="resnetbench"),
+            disable_gc=False,
+            timer=NameWrapper(time.perf_counter),
+            min_rounds=5,
+            min_time=0.000005,
+            max_time=1.0,
+            precision=None,
+            confidence=None,
+            warmup=False,
+            warmup_iterations=100000,
+            calibration_precision=10,
+            add_stats=lambda stats: None,
+            logger=_QuietLogger(),
+            warner=lambda *a, **k: None,
+            disabled=False,
+            cprofile=False,
+            cprofile_loops=None,
+            cprofile_dump=False,
+        )
+    except TypeError:
+        return own_loop(fn, arg, warmup, rounds)
+    fixture.pedantic(fn, args=(arg,), warmup_rounds=warmup, rounds=rounds, iterations=1)
+    return [s * 1e3 for s in fixture.stats.stats.data]
+
+
+@dataclass
+class GateRun:
+    """One run: a calibration kernel's samples, then the case's timed samples."""
+
+    case: str
+    kind: str
+    delay_ms: float
+    samples_ms: list[float]
+    calibration_ms: list[float]
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+
+def collect_run(runner: Any, native: Any, warmup: int, rounds: int, cal_rounds: int, case: str, kind: str,
+                delay_ms: float = 0.0) -> GateRun:
+    """Calibration samples, then ``rounds`` samples of ``runner.run`` after ``warmup`` calls."""
+    from resnetbench.environment import calibration_kernel
+
+    cal = calibration_kernel(cal_rounds)["samples_ms"]
+    samples = pedantic_samples(runner.run, native, warmup, rounds)
+    return GateRun(case, kind, delay_ms, samples, cal)
+
+
+# --------------------------------------------------------------------------- schedule and decisions
+
+
+def kind_name(fraction: float) -> str:
+    """slow10 for 0.10 (the names ``summarize_gate_check`` parses)."""
+    return f"slow{round(fraction * 100)}"
+
+
+def round_order(rng: random.Random, fractions: Sequence[float]) -> list[str]:
+    """The runs of one round in random order: "a", "b" and one slowNN per fraction."""
+    order = ["a", "b"] + [kind_name(f) for f in fractions]
+    rng.shuffle(order)
+    return order
+
+
+def pairs_of_round(case: str, runs: dict[str, GateRun], fractions: Sequence[float], order: list[str]) -> list[tuple[str, GateRun, GateRun]]:
+    """(kind, baseline, current) comparisons of one round: A/A, then each slow run against an unmodified one.
+
+    The A/A baseline is whichever unmodified run came first; slow kinds take the
+    unmodified runs in turn (slow10 vs A, slow20 vs B, ...).
+    """
+    first, second = sorted(("a", "b"), key=order.index)
+    out = [("aa", runs[first], runs[second])]
+    for i, f in enumerate(fractions):
+        out.append((kind_name(f), runs["ab"[i % 2]], runs[kind_name(f)]))
+    return out
+
+
+def decide(kind: str, case: str, base: GateRun, cur: GateRun, threshold: float, alpha: float, seed: int) -> dict[str, Any]:
+    """One comparison through the gate, as ``resnetbench compare`` makes it."""
+    rec = decide_latency(base.samples_ms, cur.samples_ms, base.calibration_ms, cur.calibration_ms,
+                         threshold=threshold, alpha=alpha, rng_seed=seed)
+    return {
+        "kind": kind,
+        "case": case,
+        "decision": rec["decision"],
+        "ratio": rec["ratio"],
+        "ci": rec["ci"],
+        "p_value": rec["p_value"],
+        "reason": rec["reason"],
+        "delay_ms": cur.delay_ms,
+        "median_ms": [base.median_ms, cur.median_ms],
+    }
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass
+class Row:
+    """One line of the verdict table."""
+
+    kind: str
+    n: int
+    regressed: int
+    rate: float
+    mean_abs_ratio_error: float | None
+    within_ratio_error: float | None
+    decisions: dict[str, int]
+    target: str
+    ok: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def target_rows(summary: dict[str, Any], targets: dict[str, Any] = GATE_TARGETS) -> list[Row]:
+    """Per kind: counts, rates, ratio error, the target that applies and whether it holds."""
+    rows = []
+    limit = targets["ratio_error_max"]
+    for kind, info in summary["kinds"].items():
+        notes: list[str] = []
+        err = info["mean_abs_ratio_error"]
+        if kind == "aa":
+            fp_max, n_min = targets["false_positive_rate_max"], targets["min_aa_pairs"]
+            target = f"FP <= {fp_max:.0%}, n >= {n_min}"
+            ok = info["rate"] <= fp_max and info["n"] >= n_min
+            if info["n"] < n_min:
+                notes.append(f"only {info['n']} comparisons")
+        else:
+            minimum = targets["detection_rate_min"].get(kind)
+            parts = [f"detect >= {minimum:.0%}"] if minimum is not None else []
+            parts.append(f"|err| <= {limit}")
+            target = ", ".join(parts)
+            detect_ok = minimum is None or info["rate"] >= minimum
+            err_ok = err is not None and err <= limit
+            ok = detect_ok and err_ok
+            if not err_ok:
+                notes.append("ratio error too large")
+        rows.append(Row(kind, info["n"], info["regressed"], info["rate"], err, info["within_ratio_error"],
+                        info["decisions"], target, ok, notes))
+    present = {r.kind for r in rows}
+    if "aa" not in present:
+        rows.append(Row("aa", 0, 0, 0.0, None, None, {}, "A/A pairs needed", False, ["none"]))
+    for kind in targets["detection_rate_min"]:
+        if kind not in present:
+            rows.append(Row(kind, 0, 0, 0.0, None, None, {}, "pairs needed", False, ["none"]))
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    """The verdict table as fixed-width text."""
+    head = f"{'kind':<7} {'comparisons':>11} {'regressed':>9} {'rate':>7} {'mean|err|':>9} {'<=0.03':>7}  {'target':<26} {'ok':<4} decisions"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        err = "-" if r.mean_abs_ratio_error is None else f"{r.mean_abs_ratio_error:.4f}"
+        within = "-" if r.within_ratio_error is None else f"{r.within_ratio_error:.0%}"
+        decisions = ", ".join(f"{k} {v}" for k, v in sorted(r.decisions.items()))
+        note = f" ({'; '.join(r.notes)})" if r.notes else ""
+        lines.append(f"{r.kind:<7} {r.n:>11} {r.regressed:>9} {r.rate:>7.1%} {err:>9} {within:>7}  {r.target:<26} "
+                     f"{'yes' if r.ok else 'NO':<4} {decisions}{note}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _build(arch: str, backend: str, input_size: int, cache_dir: Path, threads: int) -> Any:
+    from resnetbench.build import build_case
+    from resnetbench.cache import ArtifactCache
+    from resnetbench.config import Config
+    from resnetbench.matrix import Case
+
+    config = Config(path=Path("<gate-check>"), matrix={}, input_size=input_size)
+    return build_case(config, Case(arch, "fp32", "none", backend, 1), ArtifactCache(cache_dir), threads)
+
+
+def latency_case_wall(arch: str, backend: str, input_size: int, cache_dir: Path, threads: int,
+                      warmup: int = 5, rounds: int = 30) -> dict[str, Any]:
+    """Wall time of one latency case, split as the suite spends it.
+
+    ``build_s``: ``build_case`` (the fixture the size/accuracy/latency tests share; from
+    the cache when it is warm); ``timing_s``: warm-up + rounds through ``pedantic`` (what
+    ``test_latency`` records as ``wall_s``); ``test_s``: the whole ``test_latency`` body
+    (input, timing, summary, FLOP count, roofline).
+    """
+    import torch
+
+    from resnetbench.measure.latency import count_flops, roofline, summarize
+
+    start = time.perf_counter()
+    built = _build(arch, backend, input_size, cache_dir, threads)
+    build_s = time.perf_counter() - start
+    test_start = time.perf_counter()
+    x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    native = built.runner.prepare(x)
+    start = time.perf_counter()
+    samples = pedantic_samples(built.runner.run, native, warmup, rounds)
+    timing_s = time.perf_counter() - start
+    rec = summarize(samples, 1)
+    flops = count_flops(built.fp32_model, torch.randn(1, 3, input_size, input_size))
+    rec.update(roofline(flops["flops"], rec["median_ms"], None))
+    test_s = time.perf_counter() - test_start
+    return {
+        "case": built.case.id,
+        "input_size": input_size,
+        "warmup": warmup,
+        "rounds": rounds,
+        "cached_build": bool(built.conversion.get("cached")),
+        "build_s": build_s,
+        "timing_s": timing_s,
+        "test_s": test_s,
+        "median_ms": rec["median_ms"],
+        "target_s": LATENCY_CASE_TARGET_S,
+        "meets_target": test_s < LATENCY_CASE_TARGET_S,
+    }
+
+
+def run_gate_check(
+    arch: str = "resnet18",
+    backends: Sequence[str] = ("eager", "onnxruntime"),
+    input_size: int = 64,
+    pairs: int = 50,
+    rounds: int = 60,
+    warmup: int = 5,
+    cal_rounds: int = 30,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    threshold: float = DEFAULT_THRESHOLD,
+    alpha: float = 0.01,
+    cache_dir: Path = Path(".resnetbench-cache"),
+    threads: int | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
+    """Build the cases, collect interleaved A/A and slowed runs, and decide every pair.
+
+    Returns ``settings``, ``cases`` (id, reference latency, build notes), ``pairs`` (one
+    record per comparison), ``runs`` (raw samples), ``summary``
+    (``compare.summarize_gate_check``) and ``wall_s``.
+    """
+    import torch
+
+    from resnetbench.environment import default_threads, set_threads
+
+    threads = threads or default_threads()
+    set_threads(threads)
+    started = time.perf_counter()
+    cases: dict[str, dict[str, Any]] = {}
+    for backend in backends:
+        built = _build(arch, backend, input_size, cache_dir, threads)
+        x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(seed))
+        cases[built.case.id] = {"runner": built.runner, "native": built.runner.prepare(x), "unmodified": []}
+        progress(f"built {built.case.id} (cached: {built.conversion.get('cached')})")
+    # Pre-measurement: the reference latency that sets the injected delays.
+    for cid, c in cases.items():
+        for _ in range(REFERENCE_WINDOW):
+            c["unmodified"].append(collect_run(c["runner"], c["native"], warmup, rounds, cal_rounds, cid, "ref").median_ms)
+        c["reference_ms"] = [statistics.median(c["unmodified"])]
+        progress(f"{cid}: reference median {c['reference_ms'][0]:.3f} ms")
+
+    fraction_of = {kind_name(f): f for f in fractions}
+    rng = random.Random(seed)
+    decisions: list[dict[str, Any]] = []
+    runs: list[GateRun] = []
+    for r in range(pairs):
+        for cid, c in cases.items():
+            ref = statistics.median(c["unmodified"][-2 * REFERENCE_WINDOW:])
+            order = round_order(rng, fractions)
+            got: dict[str, GateRun] = {}
+            for kind in order:
+                if kind in ("a", "b"):
+                    runner, delay_ms = c["runner"], 0.0
+                else:
+                    delay_ms = ref * fraction_of[kind]
+                    runner = SlowedRunner(c["runner"], delay_ms / 1e3)
+                got[kind] = collect_run(runner, c["native"], warmup, rounds, cal_rounds, cid, kind, delay_ms)
+            c["unmodified"].extend([got["a"].median_ms, got["b"].median_ms])
+            c["reference_ms"].append(ref)
+            runs.extend(got.values())
+            for kind, base, cur in pairs_of_round(cid, got, fractions, order):
+                decisions.append(decide(kind, cid, base, cur, threshold, alpha, seed=len(decisions)))
+        gc.collect()
+        if (r + 1) % 10 == 0 or r + 1 == pairs:
+            summary_so_far = summarize_gate_check(decisions)
+            rates = ", ".join(f"{k} {v['regressed']}/{v['n']}" for k, v in summary_so_far["kinds"].items())
+            progress(f"round {r + 1}/{pairs}: regressed {rates} ({time.perf_counter() - started:.0f} s)")
+
+    summary = summarize_gate_check(decisions)
+    per_case = {cid: summarize_gate_check([d for d in decisions if d["case"] == cid])["kinds"] for cid in cases}
+    return {
+        "settings": {"arch": arch, "backends": list(backends), "input_size": input_size, "pairs": pairs,
+                     "rounds": rounds, "warmup": warmup, "calibration_rounds": cal_rounds,
+                     "fractions": list(fractions), "threshold": threshold, "alpha": alpha, "threads": threads,
+                     "seed": seed, "timing": "pytest_benchmark BenchmarkFixture.pedantic(iterations=1)"},
+        "cases": {cid: {"reference_ms": c["reference_ms"], "per_kind": per_case[cid]} for cid, c in cases.items()},
+        "pairs": decisions,
+        "runs": [asdict(run) for run in runs],
+        "summary": summary,
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``gate-check`` on the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "gate-check",
+        help="measure the latency gate's false-positive and detection rates on this machine (exit 0: targets met)",
+        description="Time A/A pairs and injected 10%%/20%% slowdowns of small cases and run each pair "
+        "through the regression gate; exit 0 when the gate meets its targets, 1 when it does not.",
+    )
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--backends", nargs="+", default=["eager", "onnxruntime"], metavar="BACKEND")
+    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--pairs", type=int, default=50, help="rounds per case; each gives one A/A and one pair per slowdown (default 50)")
+    p.add_argument("--rounds", type=int, default=60, help="timed samples per run (default 60)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls before each run's samples (default 5)")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"the gate's threshold (default {DEFAULT_THRESHOLD}, as `resnetbench compare`)")
+    p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--threads", type=int, default=None, help="default: physical cores")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=None, help="artifact cache (default: $RESNETBENCH_CACHE or .resnetbench-cache)")
+    p.add_argument("--latency-input-size", type=int, default=224,
+                   help="input size of the full latency case timed at the end (default 224; 0 skips it)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write everything measured here")
+    p.set_defaults(func=main)
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``gate-check`` from parsed arguments; 0 when every target holds, 1 otherwise."""
+    from resnetbench.cache import default_cache_dir
+
+    if args.pairs < 1 or args.rounds < 1:
+        print("resnetbench gate-check: error: --pairs and --rounds must be >= 1", file=sys.stderr)
+        return 2
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+
+    def progress(msg: str) -> None:
+        print(f"  {msg}", file=sys.stderr, flush=True)
+
+    result = run_gate_check(args.arch, tuple(args.backends), args.input_size, args.pairs, args.rounds, args.warmup,
+                            threshold=args.threshold, alpha=args.alpha, cache_dir=cache_dir, threads=args.threads,
+                            seed=args.seed, progress=progress)
+    summary = result["summary"]
+    s = result["settings"]
+    print(f"gate-check: {', '.join(result['cases'])}; {s['pairs']} rounds per case, {s['rounds']} samples per run, "
+          f"threshold {s['threshold']:.0%}, alpha {s['alpha']}, {s['threads']} threads, {result['wall_s']:.0f} s")
+    print(format_table(target_rows(summary)))
+    for cid, info in result["cases"].items():
+        ref = info["reference_ms"]
+        kinds = "; ".join(f"{k} {v['regressed']}/{v['n']} err {v['mean_abs_ratio_error']:.4f}" for k, v in info["per_kind"].items())
+        print(f"  {cid}: reference {min(ref):.2f}-{max(ref):.2f} ms; {kinds}")
+    if args.latency_input_size:
+        lat = latency_case_wall(args.arch, args.backends[0], args.latency_input_size, cache_dir, s["threads"])
+        result["latency_case"] = lat
+        print(f"latency case {lat['case']} at {lat['input_size']}x{lat['input_size']} "
+              f"(warm-up {lat['warmup']} + {lat['rounds']} rounds, median {lat['median_ms']:.1f} ms): "
+              f"timing {lat['timing_s']:.2f} s, whole test_latency {lat['test_s']:.2f} s "
+              f"(target < {lat['target_s']:.0f} s: {'met' if lat['meets_target'] else 'MISSED'}); "
+              f"build {lat['build_s']:.2f} s ({'cached' if lat['cached_build'] else 'cold'})")
+    verdict = "targets met" if summary["meets_targets"] else "targets MISSED: " + "; ".join(summary["failures"])
+    print(f"gate-check: {verdict}")
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+        tmp.replace(path)
+        print(f"wrote {path}")
+    return EXIT_OK if summary["meets_targets"] else EXIT_MISSED
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="resnetbench")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    ns = parser.parse_args(["gate-check", *sys.argv[1:]])
+    sys.exit(ns.func(ns))

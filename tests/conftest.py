@@ -1,0 +1,39 @@
+"""Shared fixtures: pytester for end-to-end runs, one artifact cache for the whole test session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact cache for all end-to-end runs (exports and trained weights are made once)."""
+    return tmp_path_factory.mktemp("resnetbench-cache")
+
+
+@pytest.fixture
+def run_matrix(pytester: pytest.Pytester, shared_cache: Path, monkeypatch: pytest.MonkeyPatch):
+    """Write a matrix file and run ``pytest --matrix`` on it in a subprocess."""
+    monkeypatch.setenv("RESNETBENCH_CACHE", str(shared_cache))
+
+    def run(matrix: str, *args: str, name: str = "m.yaml") -> tuple[pytest.RunResult, dict[str, Any] | None]:
+        path = pytester.path / name
+        path.write_text(matrix)
+        results = pytester.path / "results.json"
+        result = pytester.runpytest_subprocess(
+            "--matrix", str(path), "--results", str(results), "-p", "no:cacheprovider", *args
+        )
+        data = json.loads(results.read_text()) if results.exists() else None
+        return result, data
+
+    return run
+
+
+def by_id(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in data["cases"]}

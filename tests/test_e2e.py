@@ -1,0 +1,158 @@
+"""End-to-end: ``pytest --matrix`` on small matrix files, checking outcomes, ids and the results file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import by_id
+
+SMALL = """
+matrix:
+  arch: [resnet18]
+  dtype: [fp32]
+  backend: [eager, onnxruntime]
+input_size: 32
+dataset: {name: synthetic, samples: 16}
+latency: {warmup: 1, rounds: 5}
+claims: false
+"""
+
+
+def test_collect_only_lists_documented_ids(run_matrix):
+    matrix = """
+matrix:
+  arch: [resnet18, resnet50]
+  dtype: [fp32, bf16]
+  backend: [eager, onnxruntime]
+  exclude:
+    - {arch: resnet50, dtype: bf16}
+  include:
+    - {arch: resnet34, dtype: int8, compression: static, backend: onnxruntime, batch: 4}
+"""
+    result, _ = run_matrix(matrix, "--collect-only", "-q", "-m", "size")
+    ids = sorted(line.split("[", 1)[1].rstrip("]") for line in result.outlines if "test_size[" in line)
+    assert ids == sorted(
+        [
+            "resnet18-fp32-none-eager-b1",
+            "resnet18-fp32-none-onnxruntime-b1",
+            "resnet18-bf16-none-eager-b1",
+            "resnet18-bf16-none-onnxruntime-b1",
+            "resnet50-fp32-none-eager-b1",
+            "resnet50-fp32-none-onnxruntime-b1",
+            "resnet34-int8-static-onnxruntime-b4",
+        ]
+    )
+
+
+def test_k_selects_by_axis(run_matrix):
+    matrix = "matrix:\n  arch: [resnet18, resnet50]\n  backend: [eager, onnxruntime]\n"
+    result, _ = run_matrix(matrix, "--collect-only", "-q", "-k", "resnet50 and onnxruntime")
+    selected = [line for line in result.outlines if "[" in line]
+    assert selected and all("resnet50-fp32-none-onnxruntime-b1" in line for line in selected)
+    assert len(selected) == 3  # size, accuracy, latency
+
+
+def test_small_matrix_passes_and_writes_results(run_matrix):
+    result, data = run_matrix(SMALL)
+    result.assert_outcomes(passed=6)
+    cases = by_id(data)
+    assert set(cases) == {"resnet18-fp32-none-eager-b1", "resnet18-fp32-none-onnxruntime-b1"}
+    for case in cases.values():
+        assert case["outcome"] == "passed"
+        assert case["tests"] == {"size": "passed", "accuracy": "passed", "latency": "passed"}
+        assert case["size"]["params"] == 11_689_512
+        assert case["size"]["formula_bytes"] > 11_689_512 * 4
+        assert case["accuracy"]["reference"] == "fp64-golden"
+        assert case["accuracy"]["metrics"]["rel_l2"] < 1e-5
+        # random weights: the reference is degenerate and top-1 agreement is not used to pass
+        assert case["accuracy"]["degenerate"].startswith("degenerate reference: 1 distinct class")
+        top1 = next(c for c in case["accuracy"]["checks"] if c["metric"] == "top1_agreement")
+        assert top1["meaningful"] is False
+        assert len(case["latency"]["samples_ms"]) == 5
+        assert case["latency"]["p90_ms"] is None  # 5 samples are too few for a p90
+        assert case["conversion"]["export_s"] is not None
+    assert cases["resnet18-fp32-none-onnxruntime-b1"]["size"]["artifact_files"].keys() == {"model.onnx", "model.onnx.data"}
+    env = data["environment"]
+    assert env["threads"] >= 1 and env["fingerprint"]["libraries"]["torch"]
+    assert env["calibration"]["median_ms"] > 0
+
+
+def test_second_run_builds_nothing(run_matrix):
+    run_matrix(SMALL)
+    result, _ = run_matrix(SMALL)
+    result.stdout.fnmatch_lines(["cache: * (* hits, 0 builds)"])
+
+
+def test_unsupported_combinations_are_skipped_with_reasons(run_matrix):
+    matrix = """
+matrix:
+  arch: [resnet18]
+  dtype: [int8, fp32]
+  compression: [none, dynamic]
+  backend: [openvino, cuda]
+input_size: 32
+"""
+    result, data = run_matrix(matrix, "-m", "size")
+    cases = by_id(data)
+    assert len(cases) == 8, "every combination is listed, none dropped"
+    assert "int8 needs a quantization method" in cases["resnet18-int8-none-openvino-b1"]["reason"]
+    assert "pairs with dtype int8" in cases["resnet18-fp32-dynamic-openvino-b1"]["reason"]
+    assert "no dynamic int8" in cases["resnet18-int8-dynamic-openvino-b1"]["reason"]
+    assert "needs a CUDA GPU" in cases["resnet18-fp32-none-cuda-b1"]["reason"]
+    assert cases["resnet18-fp32-none-openvino-b1"]["outcome"] == "passed"
+    assert all(c["outcome"] == "skipped" for i, c in cases.items() if i != "resnet18-fp32-none-openvino-b1")
+
+
+def test_slow_fp16_eager_checks_size_but_skips_running(run_matrix):
+    matrix = "matrix:\n  arch: [resnet18]\n  dtype: [fp16]\n  backend: [eager]\ninput_size: 32\n"
+    result, data = run_matrix(matrix)
+    result.assert_outcomes(passed=1, skipped=2)
+    case = data["cases"][0]
+    assert case["tests"]["size"] == "passed"
+    assert "allow_slow: true" in case["reason"]
+    assert case["size"]["formula_bytes"] < 11_689_512 * 2 * 1.01
+
+
+def test_bad_matrix_is_a_usage_error_without_traceback(run_matrix):
+    result, data = run_matrix("matrix:\n  arch: [resnet19]\n  backend: [eager]\n")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "m.yaml:2" in err and "'resnet19'" in err and "Did you mean 'resnet18'" in err
+    assert "Traceback" not in err + result.stdout.str()
+    assert data is None
+
+
+def test_runs_from_an_empty_directory_with_a_matrix_path(tmp_path, shared_cache):
+    matrix = tmp_path / "elsewhere" / "m.yaml"
+    matrix.parent.mkdir()
+    matrix.write_text(SMALL)
+    workdir = tmp_path / "empty"
+    workdir.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--matrix", str(matrix), "-q", "-m", "size", "-p", "no:cacheprovider",
+         "--results", "out.json"],
+        cwd=workdir, capture_output=True, text=True, env={**__import__("os").environ, "RESNETBENCH_CACHE": str(shared_cache)},
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    data = json.loads((workdir / "out.json").read_text())
+    assert {c["id"] for c in data["cases"]} == {"resnet18-fp32-none-eager-b1", "resnet18-fp32-none-onnxruntime-b1"}
+
+
+def test_without_matrix_the_plugin_adds_nothing(pytester):
+    pytester.makepyfile("def test_one():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "resnetbench" not in result.stdout.str()
+
+
+def test_shard_splits_cases(run_matrix):
+    matrix = "matrix:\n  arch: [resnet18, resnet34, resnet50]\n  backend: [eager]\n"
+    ids = []
+    for k in (1, 2):
+        result, _ = run_matrix(matrix, "--collect-only", "-q", "-m", "size", "--shard", f"{k}/2")
+        ids.append({line.split("[", 1)[1] for line in result.outlines if "test_size[" in line})
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    assert len(ids[0] | ids[1]) == 3
