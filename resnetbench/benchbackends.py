@@ -196,7 +196,13 @@ def onnxruntime_candidates(model: Any, x: Any, threads: int, workdir: Path) -> I
         binding.bind_cpu_input(sess.get_inputs()[0].name, arr)
         out = np.empty((x.shape[0], 1000), dtype=np.float32)
         binding.bind_output(sess.get_outputs()[0].name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
-        return lambda warmup, rounds: timed(lambda: sess.run_with_iobinding(binding), warmup, rounds)
+        buffers = (arr, out)  # ORT holds raw pointers into these: they must outlive the loop
+
+        def loop(warmup: int, rounds: int) -> list[float]:
+            assert buffers
+            return timed(lambda: sess.run_with_iobinding(binding), warmup, rounds)
+
+        return loop
 
     yield Candidate("static-shape ONNX, ENABLE_ALL, run()", plain)
     yield Candidate("static-shape ONNX, ENABLE_ALL, IOBinding", iobinding)
