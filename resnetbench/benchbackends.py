@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,9 @@ def torchscript_candidates(model: Any, x: Any, threads: int, workdir: Path) -> I
             frozen = torch.jit.freeze(torch.jit.trace(m, xi, check_trace=False))
             if optimize:
                 frozen = torch.jit.optimize_for_inference(frozen)
-        path = workdir / f"ts-{int(channels_last)}{int(optimize)}.pt"
+        if optimize:  # its prepacked oneDNN ops do not survive torch.jit.save/load: run it in memory
+            return torch_loop(frozen, xi)
+        path = workdir / f"ts-{int(channels_last)}.pt"
         torch.jit.save(frozen, str(path))
         return torch_loop(torch.jit.load(str(path), map_location="cpu"), xi)
 
@@ -259,7 +262,11 @@ def tune(backend: str, model: Any, x: Any, threads: int, workdir: Path, rounds: 
     for cand in HAND[backend](model, x, threads, workdir):
         t0 = time.perf_counter()
         try:
-            loop = cand.build()
+            with warnings.catch_warnings():
+                # torch 2.14 deprecates torch.jit; the hand loops use it on purpose
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                loop = cand.build()
             ms = statistics.median(loop(3, rounds))
         except Exception as exc:  # a candidate that this library version rejects is skipped, not fatal
             trials[cand.name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}

@@ -230,7 +230,7 @@ class Config:
     cache: dict[str, Any] = field(default_factory=dict)
     compression_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     architectures: dict[str, str] = field(default_factory=dict)
-    gate: dict[str, float] = field(default_factory=lambda: {"threshold": 0.05})
+    gate: dict[str, float] = field(default_factory=dict)
 
 
 def _key_matches(node: yaml.Node, key: Any) -> bool:
@@ -529,5 +529,5 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
     if "latency" in data:
         kwargs["latency"] = {"warmup": 5, "rounds": 30, **data["latency"]}
     if "gate" in data:
-        kwargs["gate"] = {"threshold": 0.05, **data["gate"]}
+        kwargs["gate"] = dict(data["gate"])
     return Config(**kwargs)

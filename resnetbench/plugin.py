@@ -45,6 +45,17 @@ class RunState:
     claims: dict[str, dict[str, Any]] = field(default_factory=dict)
     memo: dict[Any, Any] = field(default_factory=dict)
     started: str = ""
+    baseline: dict[str, Any] | None = None
+
+    def gate_threshold(self) -> float:
+        """The matrix's gate threshold; 10% against a stored baseline by default."""
+        return float(self.config.gate.get("threshold", 0.10))
+
+    def baseline_case(self, case_id: str) -> dict[str, Any] | None:
+        """The baseline's record of a case, if a baseline was given and has it."""
+        if self.baseline is None:
+            return None
+        return next((c for c in self.baseline["cases"] if c["id"] == case_id), None)
 
     def record(self, case: Any) -> dict[str, Any]:
         """The results record of a case (created on first use)."""
@@ -143,6 +154,12 @@ def pytest_configure(config: pytest.Config) -> None:
         cache=ArtifactCache(cache_dir, int(max_gb * 1e9) if max_gb else None),
         started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
+    baseline_path = config.getoption("baseline")
+    if baseline_path:
+        try:
+            state.baseline = results_io.load(baseline_path)
+        except results_io.ResultsError as exc:
+            raise pytest.UsageError(f"--baseline: {exc}") from None
     config.stash[STATE] = state
     # Collect the packaged suite instead of the project's tests (unless paths were given).
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -255,16 +272,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state.write()
     data = state.results()
     comparison = None
-    baseline_path = session.config.getoption("baseline")
-    if baseline_path:
-        from resnetbench.compare import compare_results, format_table
+    if state.baseline is not None:
+        from resnetbench.compare import compare_results, format_table, summary_line
 
-        try:
-            baseline = results_io.load(baseline_path)
-        except results_io.ResultsError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        comparison = compare_results(baseline, data, threshold=state.config.gate.get("threshold", 0.10))
-        state.memo["gate_table"] = format_table(comparison)
+        comparison = compare_results(state.baseline, data, threshold=state.gate_threshold())
+        state.memo["gate_table"] = format_table(comparison) + "\n" + summary_line(comparison)
         if any(r["decision"] == "regressed" for r in comparison):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     report_path = session.config.getoption("report")

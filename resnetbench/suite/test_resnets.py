@@ -135,6 +135,11 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             benchmark.pedantic(built.runner.run, args=(native,), warmup_rounds=warmup, rounds=rounds, iterations=1)
             samples = [s * 1e3 for s in benchmark.stats.stats.data]
         wall = time.perf_counter() - start
+        gate = _gate(case, samples, run_state)
+        if gate is not None and gate["decision"] == "inconclusive":
+            # Too noisy to decide: time the case again (twice the rounds) and decide on that.
+            samples = _own_loop(built.runner.run, native, warmup, 2 * rounds)
+            gate = {**_gate(case, samples, run_state), "rerun": True}
     rec = summarize(samples, case.batch)
     key = ("flops", case.arch, case.compression, cfg.input_size, case.batch)
     if key not in run_state.memo:
@@ -156,6 +161,22 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
         }
     )
     run_state.record(case)["latency"] = rec
+    if gate is not None:
+        rec["gate"] = gate
+        if gate["decision"] == "regressed":
+            pytest.fail(f"{case.id}: latency regressed against the baseline: {gate['reason']}", pytrace=False)
+
+
+def _gate(case: Any, samples: list[float], run_state: Any) -> dict[str, Any] | None:
+    """The gate's latency decision against the baseline's samples of this case, if any."""
+    from resnetbench.compare import decide_latency
+
+    base = run_state.baseline_case(case.id)
+    if base is None or not base.get("latency", {}).get("samples_ms"):
+        return None
+    base_cal = run_state.baseline.get("environment", {}).get("calibration", {}).get("samples_ms") or 1.0
+    cur_cal = run_state.environment.get("calibration", {}).get("samples_ms") or 1.0
+    return decide_latency(base["latency"]["samples_ms"], samples, base_cal, cur_cal, threshold=run_state.gate_threshold())
 
 
 def _own_loop(fn: Any, arg: Any, warmup: int, rounds: int) -> list[float]:
