@@ -164,8 +164,17 @@ def _export_static_onnx(model: Any, x: Any, path: Path) -> Path:
     import torch
 
     with contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(copy.deepcopy(model).eval(), (x,), str(path), dynamo=True, opset_version=18,
-                          input_names=["input"], output_names=["logits"], external_data=True, verbose=False)
+        torch.onnx.export(
+            copy.deepcopy(model).eval(),
+            (x,),
+            str(path),
+            dynamo=True,
+            opset_version=18,
+            input_names=["input"],
+            output_names=["logits"],
+            external_data=True,
+            verbose=False,
+        )
     return path
 
 
@@ -222,15 +231,21 @@ def openvino_candidates(model: Any, x: Any, threads: int, workdir: Path) -> Iter
         if not converted:
             converted.append(ov.convert_model(copy.deepcopy(model).eval(), example_input=x, input=[list(x.shape)]))
         core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-                  "INFERENCE_PRECISION_HINT": "f32", **extra}
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": "f32",
+            **extra,
+        }
         cm = core.compile_model(converted[0], "CPU", config)
         request = cm.create_infer_request()
         request.set_input_tensor(ov.Tensor(np.ascontiguousarray(x.numpy()), shared_memory=True))
         return lambda warmup, rounds: timed(request.infer, warmup, rounds)
 
     yield Candidate("LATENCY hint, f32, threads", lambda: compiled({}))
-    yield Candidate("LATENCY hint, f32, threads, 1 stream, pinned", lambda: compiled({"NUM_STREAMS": 1, "ENABLE_CPU_PINNING": True}))
+    yield Candidate(
+        "LATENCY hint, f32, threads, 1 stream, pinned", lambda: compiled({"NUM_STREAMS": 1, "ENABLE_CPU_PINNING": True})
+    )
 
 
 HAND: dict[str, Callable[..., Iterator[Candidate]]] = {
@@ -252,8 +267,9 @@ class Tuned:
     setup_s: float = 0.0
 
 
-def tune(backend: str, model: Any, x: Any, threads: int, workdir: Path, rounds: int,
-         progress: Callable[[str], None]) -> Tuned | None:
+def tune(
+    backend: str, model: Any, x: Any, threads: int, workdir: Path, rounds: int, progress: Callable[[str], None]
+) -> Tuned | None:
     """Build each hand candidate, time it briefly, keep the fastest (None when none builds)."""
     best: Tuned | None = None
     best_ms = float("inf")
@@ -356,18 +372,27 @@ def bench_backends(
         native = built.runner.prepare(x)
         build_s = time.perf_counter() - t0
         quick = statistics.median(pedantic_samples(built.runner.run, native, 3, tune_rounds))
-        progress(f"{backend} suite: built in {build_s:.1f} s (cached: {built.conversion.get('cached')}), ~{quick:.2f} ms")
+        progress(
+            f"{backend} suite: built in {build_s:.1f} s (cached: {built.conversion.get('cached')}), ~{quick:.2f} ms"
+        )
         tuned = tune(backend, built.fp32_model, x.clone(), threads, Path(work.name), tune_rounds, progress)
         if tuned is None:
             skipped[backend] = "no hand-written candidate could be built"
             continue
-        entries[backend] = {"runner": built.runner, "native": native, "hand": tuned, "suite_build_s": build_s,
-                            "runtime": built.meta.get("runtime", {}), "suite_quick_ms": quick,
-                            "suite": [], "hand_samples": []}
+        entries[backend] = {
+            "runner": built.runner,
+            "native": native,
+            "hand": tuned,
+            "suite_build_s": build_s,
+            "runtime": built.meta.get("runtime", {}),
+            "suite_quick_ms": quick,
+            "suite": [],
+            "hand_samples": [],
+        }
 
     started = time.perf_counter()
     for rep in range(reps):
-        for backend, e in entries.items():
+        for e in entries.values():
             order = ("suite", "hand") if rep % 2 == 0 else ("hand", "suite")
             for side in order:
                 if side == "suite":
@@ -390,10 +415,19 @@ def bench_backends(
             "hand_samples_ms": e["hand_samples"],
         }
     return {
-        "settings": {"arch": arch, "dtype": "fp32", "batch": 1, "input_size": input_size, "rounds": rounds,
-                     "warmup": warmup, "reps": reps, "tune_rounds": tune_rounds, "threads": threads,
-                     "suite_timing": "pytest_benchmark BenchmarkFixture.pedantic(iterations=1)",
-                     "hand_timing": "perf_counter around one library call; medians of all samples"},
+        "settings": {
+            "arch": arch,
+            "dtype": "fp32",
+            "batch": 1,
+            "input_size": input_size,
+            "rounds": rounds,
+            "warmup": warmup,
+            "reps": reps,
+            "tune_rounds": tune_rounds,
+            "threads": threads,
+            "suite_timing": "pytest_benchmark BenchmarkFixture.pedantic(iterations=1)",
+            "hand_timing": "perf_counter around one library call; medians of all samples",
+        },
         "backends": per_backend,
         "skipped": skipped,
         "best": best_of(per_backend) if per_backend else None,
@@ -408,8 +442,12 @@ def cache_matrix(arch: str = "resnet18") -> list[Any]:
     """The 20 cases of the cache check: 5 CPU backends x fp32/bf16 x batch 1/2."""
     from resnetbench.matrix import Case
 
-    return [Case(arch, dtype, "none", backend, batch)
-            for backend in CPU_BACKENDS for dtype in ("fp32", "bf16") for batch in (1, 2)]
+    return [
+        Case(arch, dtype, "none", backend, batch)
+        for backend in CPU_BACKENDS
+        for dtype in ("fp32", "bf16")
+        for batch in (1, 2)
+    ]
 
 
 def cache_pass(root: str, arch: str = "resnet18", input_size: int = 64, threads: int | None = None) -> dict[str, Any]:
@@ -444,32 +482,57 @@ def cache_pass(root: str, arch: str = "resnet18", input_size: int = 64, threads:
         t0 = time.perf_counter()
         build_case(config, case, cache, threads)
         per_case[case.id] = time.perf_counter() - t0
-    return {"seconds": time.perf_counter() - start, "per_case_s": per_case, "hits": cache.hits,
-            "misses": cache.misses, "skipped": skipped}
+    return {
+        "seconds": time.perf_counter() - start,
+        "per_case_s": per_case,
+        "hits": cache.hits,
+        "misses": cache.misses,
+        "skipped": skipped,
+    }
 
 
-def cache_check(arch: str = "resnet18", input_size: int = 64, threads: int | None = None,
-                progress: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+def cache_check(
+    arch: str = "resnet18",
+    input_size: int = 64,
+    threads: int | None = None,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
     """Two fresh processes build the 20-case matrix into one fresh cache dir; the second's speedup."""
     with tempfile.TemporaryDirectory(prefix="resnetbench-cachecheck-") as root:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(Path(root) / "inductor")}
-        code = ("import json, sys; from resnetbench.benchbackends import cache_pass; "
-                "print('RESULT ' + json.dumps(cache_pass(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
-                "int(sys.argv[4]) or None)))")
+        code = (
+            "import json, sys; from resnetbench.benchbackends import cache_pass; "
+            "print('RESULT ' + json.dumps(cache_pass(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
+            "int(sys.argv[4]) or None)))"
+        )
         passes = []
         for i in (1, 2):
-            proc = subprocess.run([sys.executable, "-c", code, str(Path(root) / "cache"), arch, str(input_size),
-                                   str(threads or 0)], env=env, capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                [sys.executable, "-c", code, str(Path(root) / "cache"), arch, str(input_size), str(threads or 0)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
                 raise RuntimeError(f"cache pass {i} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-            passes.append(json.loads(lines[-1][len("RESULT "):]))
-            progress(f"cache pass {i}: {passes[-1]['seconds']:.1f} s ({passes[-1]['hits']} hits, {passes[-1]['misses']} builds)")
+            passes.append(json.loads(lines[-1][len("RESULT ") :]))
+            progress(
+                f"cache pass {i}: {passes[-1]['seconds']:.1f} s ({passes[-1]['hits']} hits, {passes[-1]['misses']} builds)"
+            )
     first, second = passes
     speedup = first["seconds"] / second["seconds"]
     slowest = sorted(second["per_case_s"].items(), key=lambda kv: -kv[1])[:5]
-    return {"cases": len(first["per_case_s"]), "first": first, "second": second, "speedup": speedup,
-            "target": TARGET_CACHE_SPEEDUP, "ok": speedup >= TARGET_CACHE_SPEEDUP, "second_slowest": slowest}
+    return {
+        "cases": len(first["per_case_s"]),
+        "first": first,
+        "second": second,
+        "speedup": speedup,
+        "target": TARGET_CACHE_SPEEDUP,
+        "ok": speedup >= TARGET_CACHE_SPEEDUP,
+        "second_slowest": slowest,
+    }
 
 
 # --------------------------------------------------------------------------- the command
@@ -478,25 +541,33 @@ def cache_check(arch: str = "resnet18", input_size: int = 64, threads: int | Non
 def format_report(result: dict[str, Any]) -> str:
     """The per-backend table and the overall verdicts as text."""
     s = result["settings"]
-    lines = [f"bench-backends: {s['arch']} {s['dtype']} batch {s['batch']} at {s['input_size']}x{s['input_size']}, "
-             f"{s['threads']} threads, {s['reps']} x (suite, hand) blocks of {s['warmup']} + {s['rounds']} calls"]
+    lines = [
+        f"bench-backends: {s['arch']} {s['dtype']} batch {s['batch']} at {s['input_size']}x{s['input_size']}, "
+        f"{s['threads']} threads, {s['reps']} x (suite, hand) blocks of {s['warmup']} + {s['rounds']} calls"
+    ]
     head = f"{'backend':<12} {'suite ms':>9} {'hand ms':>9} {'suite/hand':>10} {'per-rep':>8}  {'target':<11} hand loop"
     lines += [head, "-" * len(head)]
     for backend, b in result["backends"].items():
-        lines.append(f"{backend:<12} {b['suite_median_ms']:>9.2f} {b['hand_median_ms']:>9.2f} {b['ratio']:>10.3f} "
-                     f"{b['ratio_rep_median']:>8.3f}  {'ok' if b['ratio_ok'] else 'MISSED':<11} {b['hand_variant']}")
+        lines.append(
+            f"{backend:<12} {b['suite_median_ms']:>9.2f} {b['hand_median_ms']:>9.2f} {b['ratio']:>10.3f} "
+            f"{b['ratio_rep_median']:>8.3f}  {'ok' if b['ratio_ok'] else 'MISSED':<11} {b['hand_variant']}"
+        )
     for backend, why in result["skipped"].items():
         lines.append(f"{backend:<12} skipped: {why}")
     best = result["best"]
     if best:
-        lines.append(f"best suite ({best['suite_backend']}) / best hand ({best['hand_backend']}): {best['ratio']:.3f} "
-                     f"(target <= {TARGET_BEST}: {'met' if best['ok'] else 'MISSED'})")
+        lines.append(
+            f"best suite ({best['suite_backend']}) / best hand ({best['hand_backend']}): {best['ratio']:.3f} "
+            f"(target <= {TARGET_BEST}: {'met' if best['ok'] else 'MISSED'})"
+        )
     cache = result.get("cache")
     if cache:
         slow = ", ".join(f"{cid} {sec:.1f} s" for cid, sec in cache["second_slowest"])
-        lines.append(f"cache: {cache['cases']} cases, first run {cache['first']['seconds']:.1f} s, second run "
-                     f"{cache['second']['seconds']:.1f} s: {cache['speedup']:.1f}x faster "
-                     f"(target >= {cache['target']:.0f}x: {'met' if cache['ok'] else 'MISSED'}); slowest second-run cases: {slow}")
+        lines.append(
+            f"cache: {cache['cases']} cases, first run {cache['first']['seconds']:.1f} s, second run "
+            f"{cache['second']['seconds']:.1f} s: {cache['speedup']:.1f}x faster "
+            f"(target >= {cache['target']:.0f}x: {'met' if cache['ok'] else 'MISSED'}); slowest second-run cases: {slow}"
+        )
     return "\n".join(lines)
 
 
@@ -513,7 +584,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=5, help="(suite, hand) block pairs per backend (default 5)")
     p.add_argument("--backends", nargs="+", default=list(CPU_BACKENDS), metavar="BACKEND")
     p.add_argument("--threads", type=int, default=None, help="default: physical cores")
-    p.add_argument("--cache-dir", default=None, help="artifact cache for the suite side (default: $RESNETBENCH_CACHE or .resnetbench-cache)")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="artifact cache for the suite side (default: $RESNETBENCH_CACHE or .resnetbench-cache)",
+    )
     p.add_argument("--skip-cache-check", action="store_true")
     p.add_argument("--json", default=None, metavar="PATH", help="also write everything measured here")
     p.set_defaults(func=main)
@@ -524,16 +599,27 @@ def main(args: argparse.Namespace) -> int:
     """Run ``bench-backends``; 0 when every target holds, 1 otherwise."""
     unknown = [b for b in args.backends if b not in CPU_BACKENDS]
     if unknown:
-        print(f"resnetbench bench-backends: error: unknown CPU backend(s) {', '.join(unknown)}; "
-              f"known: {', '.join(CPU_BACKENDS)}", file=sys.stderr)
+        print(
+            f"resnetbench bench-backends: error: unknown CPU backend(s) {', '.join(unknown)}; "
+            f"known: {', '.join(CPU_BACKENDS)}",
+            file=sys.stderr,
+        )
         return 2
 
     def progress(msg: str) -> None:
         print(f"  {msg}", file=sys.stderr, flush=True)
 
-    result = bench_backends(args.arch, args.input_size, tuple(args.backends), args.rounds, args.warmup, args.reps,
-                            cache_dir=Path(args.cache_dir) if args.cache_dir else None, threads=args.threads,
-                            progress=progress)
+    result = bench_backends(
+        args.arch,
+        args.input_size,
+        tuple(args.backends),
+        args.rounds,
+        args.warmup,
+        args.reps,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        threads=args.threads,
+        progress=progress,
+    )
     if not args.skip_cache_check:
         result["cache"] = cache_check(threads=args.threads, progress=progress)
     print(format_report(result))

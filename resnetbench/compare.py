@@ -607,6 +607,13 @@ def _compare_case(
     regressions.extend(ch["detail"] for ch in record["checks"] if ch["status"] == "regressed")
 
     sb, sc = _latency_inputs(b, "baseline"), _latency_inputs(c, "current")
+    # A calibration timed right before the case (same seconds, same machine state) beats
+    # the run-level one taken minutes earlier; use it when both sides have it.
+    case_cal_b = _number_list(_get(b, "latency", "calibration_samples_ms"), f"baseline {case_id}: calibration")
+    case_cal_c = _number_list(_get(c, "latency", "calibration_samples_ms"), f"current {case_id}: calibration")
+    if case_cal_b and case_cal_c:
+        cal_b = (float(np.median(case_cal_b)), case_cal_b)
+        cal_c = (float(np.median(case_cal_c)), case_cal_c)
     if sb is not None and sc is not None:
         if cal_b is not None and cal_c is not None:
             cb: Any = cal_b[1] if cal_b[1] is not None else cal_b[0]

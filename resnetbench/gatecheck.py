@@ -161,8 +161,9 @@ class GateRun:
         return statistics.median(self.samples_ms)
 
 
-def collect_run(runner: Any, native: Any, warmup: int, rounds: int, cal_rounds: int, case: str, kind: str,
-                delay_ms: float = 0.0) -> GateRun:
+def collect_run(
+    runner: Any, native: Any, warmup: int, rounds: int, cal_rounds: int, case: str, kind: str, delay_ms: float = 0.0
+) -> GateRun:
     """Calibration samples, then ``rounds`` samples of ``runner.run`` after ``warmup`` calls."""
     from resnetbench.environment import calibration_kernel
 
@@ -186,7 +187,9 @@ def round_order(rng: random.Random, fractions: Sequence[float]) -> list[str]:
     return order
 
 
-def pairs_of_round(case: str, runs: dict[str, GateRun], fractions: Sequence[float], order: list[str]) -> list[tuple[str, GateRun, GateRun]]:
+def pairs_of_round(
+    case: str, runs: dict[str, GateRun], fractions: Sequence[float], order: list[str]
+) -> list[tuple[str, GateRun, GateRun]]:
     """(kind, baseline, current) comparisons of one round: A/A, then each slow run against an unmodified one.
 
     The A/A baseline is whichever unmodified run came first; slow kinds take the
@@ -199,10 +202,19 @@ def pairs_of_round(case: str, runs: dict[str, GateRun], fractions: Sequence[floa
     return out
 
 
-def decide(kind: str, case: str, base: GateRun, cur: GateRun, threshold: float, alpha: float, seed: int) -> dict[str, Any]:
+def decide(
+    kind: str, case: str, base: GateRun, cur: GateRun, threshold: float, alpha: float, seed: int
+) -> dict[str, Any]:
     """One comparison through the gate, as ``resnetbench compare`` makes it."""
-    rec = decide_latency(base.samples_ms, cur.samples_ms, base.calibration_ms, cur.calibration_ms,
-                         threshold=threshold, alpha=alpha, rng_seed=seed)
+    rec = decide_latency(
+        base.samples_ms,
+        cur.samples_ms,
+        base.calibration_ms,
+        cur.calibration_ms,
+        threshold=threshold,
+        alpha=alpha,
+        rng_seed=seed,
+    )
     return {
         "kind": kind,
         "case": case,
@@ -258,8 +270,20 @@ def target_rows(summary: dict[str, Any], targets: dict[str, Any] = GATE_TARGETS)
             ok = detect_ok and err_ok
             if not err_ok:
                 notes.append("ratio error too large")
-        rows.append(Row(kind, info["n"], info["regressed"], info["rate"], err, info["within_ratio_error"],
-                        info["decisions"], target, ok, notes))
+        rows.append(
+            Row(
+                kind,
+                info["n"],
+                info["regressed"],
+                info["rate"],
+                err,
+                info["within_ratio_error"],
+                info["decisions"],
+                target,
+                ok,
+                notes,
+            )
+        )
     present = {r.kind for r in rows}
     if "aa" not in present:
         rows.append(Row("aa", 0, 0, 0.0, None, None, {}, "A/A pairs needed", False, ["none"]))
@@ -278,8 +302,10 @@ def format_table(rows: list[Row]) -> str:
         within = "-" if r.within_ratio_error is None else f"{r.within_ratio_error:.0%}"
         decisions = ", ".join(f"{k} {v}" for k, v in sorted(r.decisions.items()))
         note = f" ({'; '.join(r.notes)})" if r.notes else ""
-        lines.append(f"{r.kind:<7} {r.n:>11} {r.regressed:>9} {r.rate:>7.1%} {err:>9} {within:>7}  {r.target:<26} "
-                     f"{'yes' if r.ok else 'NO':<4} {decisions}{note}")
+        lines.append(
+            f"{r.kind:<7} {r.n:>11} {r.regressed:>9} {r.rate:>7.1%} {err:>9} {within:>7}  {r.target:<26} "
+            f"{'yes' if r.ok else 'NO':<4} {decisions}{note}"
+        )
     return "\n".join(lines)
 
 
@@ -296,8 +322,9 @@ def _build(arch: str, backend: str, input_size: int, cache_dir: Path, threads: i
     return build_case(config, Case(arch, "fp32", "none", backend, 1), ArtifactCache(cache_dir), threads)
 
 
-def latency_case_wall(arch: str, backend: str, input_size: int, cache_dir: Path, threads: int,
-                      warmup: int = 5, rounds: int = 30) -> dict[str, Any]:
+def latency_case_wall(
+    arch: str, backend: str, input_size: int, cache_dir: Path, threads: int, warmup: int = 5, rounds: int = 30
+) -> dict[str, Any]:
     """Wall time of one latency case, split as the suite spends it.
 
     ``build_s``: ``build_case`` (the fixture the size/accuracy/latency tests share; from
@@ -375,7 +402,9 @@ def run_gate_check(
     # Pre-measurement: the reference latency that sets the injected delays.
     for cid, c in cases.items():
         for _ in range(REFERENCE_WINDOW):
-            c["unmodified"].append(collect_run(c["runner"], c["native"], warmup, rounds, cal_rounds, cid, "ref").median_ms)
+            c["unmodified"].append(
+                collect_run(c["runner"], c["native"], warmup, rounds, cal_rounds, cid, "ref").median_ms
+            )
         c["reference_ms"] = [statistics.median(c["unmodified"])]
         progress(f"{cid}: reference median {c['reference_ms'][0]:.3f} ms")
 
@@ -385,7 +414,7 @@ def run_gate_check(
     runs: list[GateRun] = []
     for r in range(pairs):
         for cid, c in cases.items():
-            ref = statistics.median(c["unmodified"][-2 * REFERENCE_WINDOW:])
+            ref = statistics.median(c["unmodified"][-2 * REFERENCE_WINDOW :])
             order = round_order(rng, fractions)
             got: dict[str, GateRun] = {}
             for kind in order:
@@ -409,10 +438,21 @@ def run_gate_check(
     summary = summarize_gate_check(decisions)
     per_case = {cid: summarize_gate_check([d for d in decisions if d["case"] == cid])["kinds"] for cid in cases}
     return {
-        "settings": {"arch": arch, "backends": list(backends), "input_size": input_size, "pairs": pairs,
-                     "rounds": rounds, "warmup": warmup, "calibration_rounds": cal_rounds,
-                     "fractions": list(fractions), "threshold": threshold, "alpha": alpha, "threads": threads,
-                     "seed": seed, "timing": "pytest_benchmark BenchmarkFixture.pedantic(iterations=1)"},
+        "settings": {
+            "arch": arch,
+            "backends": list(backends),
+            "input_size": input_size,
+            "pairs": pairs,
+            "rounds": rounds,
+            "warmup": warmup,
+            "calibration_rounds": cal_rounds,
+            "fractions": list(fractions),
+            "threshold": threshold,
+            "alpha": alpha,
+            "threads": threads,
+            "seed": seed,
+            "timing": "pytest_benchmark BenchmarkFixture.pedantic(iterations=1)",
+        },
         "cases": {cid: {"reference_ms": c["reference_ms"], "per_kind": per_case[cid]} for cid, c in cases.items()},
         "pairs": decisions,
         "runs": [asdict(run) for run in runs],
@@ -432,17 +472,32 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--arch", default="resnet18")
     p.add_argument("--backends", nargs="+", default=["eager", "onnxruntime"], metavar="BACKEND")
     p.add_argument("--input-size", type=int, default=64)
-    p.add_argument("--pairs", type=int, default=50, help="rounds per case; each gives one A/A and one pair per slowdown (default 50)")
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=50,
+        help="rounds per case; each gives one A/A and one pair per slowdown (default 50)",
+    )
     p.add_argument("--rounds", type=int, default=60, help="timed samples per run (default 60)")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls before each run's samples (default 5)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"the gate's threshold (default {DEFAULT_THRESHOLD}, as `resnetbench compare`)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"the gate's threshold (default {DEFAULT_THRESHOLD}, as `resnetbench compare`)",
+    )
     p.add_argument("--alpha", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=None, help="default: physical cores")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", default=None, help="artifact cache (default: $RESNETBENCH_CACHE or .resnetbench-cache)")
-    p.add_argument("--latency-input-size", type=int, default=224,
-                   help="input size of the full latency case timed at the end (default 224; 0 skips it)")
+    p.add_argument(
+        "--cache-dir", default=None, help="artifact cache (default: $RESNETBENCH_CACHE or .resnetbench-cache)"
+    )
+    p.add_argument(
+        "--latency-input-size",
+        type=int,
+        default=224,
+        help="input size of the full latency case timed at the end (default 224; 0 skips it)",
+    )
     p.add_argument("--json", default=None, metavar="PATH", help="also write everything measured here")
     p.set_defaults(func=main)
     return p
@@ -460,26 +515,43 @@ def main(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(f"  {msg}", file=sys.stderr, flush=True)
 
-    result = run_gate_check(args.arch, tuple(args.backends), args.input_size, args.pairs, args.rounds, args.warmup,
-                            threshold=args.threshold, alpha=args.alpha, cache_dir=cache_dir, threads=args.threads,
-                            seed=args.seed, progress=progress)
+    result = run_gate_check(
+        args.arch,
+        tuple(args.backends),
+        args.input_size,
+        args.pairs,
+        args.rounds,
+        args.warmup,
+        threshold=args.threshold,
+        alpha=args.alpha,
+        cache_dir=cache_dir,
+        threads=args.threads,
+        seed=args.seed,
+        progress=progress,
+    )
     summary = result["summary"]
     s = result["settings"]
-    print(f"gate-check: {', '.join(result['cases'])}; {s['pairs']} rounds per case, {s['rounds']} samples per run, "
-          f"threshold {s['threshold']:.0%}, alpha {s['alpha']}, {s['threads']} threads, {result['wall_s']:.0f} s")
+    print(
+        f"gate-check: {', '.join(result['cases'])}; {s['pairs']} rounds per case, {s['rounds']} samples per run, "
+        f"threshold {s['threshold']:.0%}, alpha {s['alpha']}, {s['threads']} threads, {result['wall_s']:.0f} s"
+    )
     print(format_table(target_rows(summary)))
     for cid, info in result["cases"].items():
         ref = info["reference_ms"]
-        kinds = "; ".join(f"{k} {v['regressed']}/{v['n']} err {v['mean_abs_ratio_error']:.4f}" for k, v in info["per_kind"].items())
+        kinds = "; ".join(
+            f"{k} {v['regressed']}/{v['n']} err {v['mean_abs_ratio_error']:.4f}" for k, v in info["per_kind"].items()
+        )
         print(f"  {cid}: reference {min(ref):.2f}-{max(ref):.2f} ms; {kinds}")
     if args.latency_input_size:
         lat = latency_case_wall(args.arch, args.backends[0], args.latency_input_size, cache_dir, s["threads"])
         result["latency_case"] = lat
-        print(f"latency case {lat['case']} at {lat['input_size']}x{lat['input_size']} "
-              f"(warm-up {lat['warmup']} + {lat['rounds']} rounds, median {lat['median_ms']:.1f} ms): "
-              f"timing {lat['timing_s']:.2f} s, whole test_latency {lat['test_s']:.2f} s "
-              f"(target < {lat['target_s']:.0f} s: {'met' if lat['meets_target'] else 'MISSED'}); "
-              f"build {lat['build_s']:.2f} s ({'cached' if lat['cached_build'] else 'cold'})")
+        print(
+            f"latency case {lat['case']} at {lat['input_size']}x{lat['input_size']} "
+            f"(warm-up {lat['warmup']} + {lat['rounds']} rounds, median {lat['median_ms']:.1f} ms): "
+            f"timing {lat['timing_s']:.2f} s, whole test_latency {lat['test_s']:.2f} s "
+            f"(target < {lat['target_s']:.0f} s: {'met' if lat['meets_target'] else 'MISSED'}); "
+            f"build {lat['build_s']:.2f} s ({'cached' if lat['cached_build'] else 'cold'})"
+        )
     verdict = "targets met" if summary["meets_targets"] else "targets MISSED: " + "; ".join(summary["failures"])
     print(f"gate-check: {verdict}")
     if args.json:

@@ -31,6 +31,7 @@ matrix:
     - {arch: resnet50, dtype: bf16}
   include:
     - {arch: resnet34, dtype: int8, compression: static, backend: onnxruntime, batch: 4}
+claims: false
 """
     result, _ = run_matrix(matrix, "--collect-only", "-q", "-m", "size")
     ids = sorted(line.split("[", 1)[1].rstrip("]") for line in result.outlines if "test_size[" in line)
@@ -48,7 +49,7 @@ matrix:
 
 
 def test_k_selects_by_axis(run_matrix):
-    matrix = "matrix:\n  arch: [resnet18, resnet50]\n  backend: [eager, onnxruntime]\n"
+    matrix = "matrix:\n  arch: [resnet18, resnet50]\n  backend: [eager, onnxruntime]\nclaims: false\n"
     result, _ = run_matrix(matrix, "--collect-only", "-q", "-k", "resnet50 and onnxruntime")
     selected = [line for line in result.outlines if "[" in line]
     assert selected and all("resnet50-fp32-none-onnxruntime-b1" in line for line in selected)
@@ -94,6 +95,7 @@ matrix:
   compression: [none, dynamic]
   backend: [openvino, cuda]
 input_size: 32
+claims: false
 """
     result, data = run_matrix(matrix, "-m", "size")
     cases = by_id(data)
@@ -107,7 +109,7 @@ input_size: 32
 
 
 def test_slow_fp16_eager_checks_size_but_skips_running(run_matrix):
-    matrix = "matrix:\n  arch: [resnet18]\n  dtype: [fp16]\n  backend: [eager]\ninput_size: 32\n"
+    matrix = "matrix:\n  arch: [resnet18]\n  dtype: [fp16]\n  backend: [eager]\ninput_size: 32\nclaims: false\n"
     result, data = run_matrix(matrix)
     result.assert_outcomes(passed=1, skipped=2)
     case = data["cases"][0]
@@ -149,7 +151,7 @@ def test_without_matrix_the_plugin_adds_nothing(pytester):
 
 
 def test_shard_splits_cases(run_matrix):
-    matrix = "matrix:\n  arch: [resnet18, resnet34, resnet50]\n  backend: [eager]\n"
+    matrix = "matrix:\n  arch: [resnet18, resnet34, resnet50]\n  backend: [eager]\nclaims: false\n"
     ids = []
     for k in (1, 2):
         result, _ = run_matrix(matrix, "--collect-only", "-q", "-m", "size", "--shard", f"{k}/2")

@@ -6,6 +6,7 @@ and share one build (``built``); the next case's build replaces it.
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any
 
@@ -116,6 +117,7 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
 def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     from filelock import FileLock
 
+    from resnetbench.environment import calibration_kernel
     from resnetbench.measure.latency import count_flops, roofline, summarize
 
     _skip_if_slow(case, run_state)
@@ -128,6 +130,8 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     lock = FileLock(str(run_state.cache.root / "latency.lock"))
     run_state.cache.root.mkdir(parents=True, exist_ok=True)
     with lock:
+        # The calibration kernel right before the case: normalises machine drift per case.
+        calibration = calibration_kernel(rounds=20)["samples_ms"]
         start = time.perf_counter()
         if benchmark.disabled:
             samples = _own_loop(built.runner.run, native, warmup, rounds)
@@ -135,25 +139,27 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             benchmark.pedantic(built.runner.run, args=(native,), warmup_rounds=warmup, rounds=rounds, iterations=1)
             samples = [s * 1e3 for s in benchmark.stats.stats.data]
         wall = time.perf_counter() - start
-        gate = _gate(case, samples, run_state)
+        gate = _gate(case, samples, calibration, run_state)
         if gate is not None and gate["decision"] == "inconclusive":
             # Too noisy to decide: time the case again (twice the rounds) and decide on that.
+            calibration = calibration_kernel(rounds=20)["samples_ms"]
             samples = _own_loop(built.runner.run, native, warmup, 2 * rounds)
-            gate = {**_gate(case, samples, run_state), "rerun": True}
+            gate = {**_gate(case, samples, calibration, run_state), "rerun": True}
     rec = summarize(samples, case.batch)
     key = ("flops", case.arch, case.compression, cfg.input_size, case.batch)
     if key not in run_state.memo:
         run_state.memo[key] = count_flops(built.fp32_model, torch.randn(case.batch, 3, cfg.input_size, cfg.input_size))
     flops = run_state.memo[key]
     env = run_state.environment
-    cal = env.get("calibration", {}).get("median_ms")
+    cal = statistics.median(calibration)
     rec.update(
         {
             **flops,
             "flops_note": "FLOPs of the fp32 graph (1 MAC = 2 FLOPs), counted by torch.utils.flop_counter",
             **roofline(flops["flops"], rec["median_ms"], env.get("peak_gflops")),
             "warmup": warmup,
-            "normalized_median": rec["median_ms"] / cal if cal else None,
+            "calibration_samples_ms": calibration,
+            "normalized_median": rec["median_ms"] / cal,
             "threads": run_state.threads,
             "ran_alone": True,
             "wall_s": wall,
@@ -167,16 +173,17 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             pytest.fail(f"{case.id}: latency regressed against the baseline: {gate['reason']}", pytrace=False)
 
 
-def _gate(case: Any, samples: list[float], run_state: Any) -> dict[str, Any] | None:
+def _gate(case: Any, samples: list[float], calibration: list[float], run_state: Any) -> dict[str, Any] | None:
     """The gate's latency decision against the baseline's samples of this case, if any."""
     from resnetbench.compare import decide_latency
 
     base = run_state.baseline_case(case.id)
     if base is None or not base.get("latency", {}).get("samples_ms"):
         return None
-    base_cal = run_state.baseline.get("environment", {}).get("calibration", {}).get("samples_ms") or 1.0
-    cur_cal = run_state.environment.get("calibration", {}).get("samples_ms") or 1.0
-    return decide_latency(base["latency"]["samples_ms"], samples, base_cal, cur_cal, threshold=run_state.gate_threshold())
+    base_cal = base["latency"].get("calibration_samples_ms") or 1.0
+    cur_cal = calibration if base_cal != 1.0 else 1.0
+    return decide_latency(base["latency"]["samples_ms"], samples, base_cal, cur_cal,
+                          threshold=run_state.gate_threshold())
 
 
 def _own_loop(fn: Any, arg: Any, warmup: int, rounds: int) -> list[float]:

@@ -1,0 +1,72 @@
+"""End-to-end regression gate: ``pytest --matrix --baseline`` and ``resnetbench compare`` on real runs."""
+
+from __future__ import annotations
+
+import shutil
+
+from conftest import by_id
+
+from resnetbench.cli import main
+
+SLOW_CONFTEST = '''
+import os
+import time
+
+from resnetbench.backends import eager
+
+FACTOR = float(os.environ.get("RB_INJECT_SLOWDOWN", "0"))
+if FACTOR:
+    original = eager.EagerRunner.run
+
+    def slowed(self, native):
+        start = time.perf_counter()
+        out = original(self, native)
+        end = time.perf_counter() + (time.perf_counter() - start) * FACTOR
+        while time.perf_counter() < end:  # busy-wait: sleeping would free the core
+            pass
+        return out
+
+    eager.EagerRunner.run = slowed
+'''
+
+MATRIX = """
+matrix:
+  arch: [resnet18]
+  backend: [eager]
+input_size: 64
+dataset: {name: synthetic, samples: 8}
+latency: {warmup: 3, rounds: 40}
+claims: false
+"""
+
+
+def test_baseline_gate_passes_identical_code_and_fails_a_slowdown(pytester, run_matrix, monkeypatch, capsys):
+    pytester.makeconftest(SLOW_CONFTEST)
+    result, data = run_matrix(MATRIX)
+    assert result.ret == 0
+    baseline = pytester.path / "baseline.json"
+    shutil.copy(pytester.path / "results.json", baseline)
+
+    result, data = run_matrix(MATRIX, "--baseline", str(baseline))
+    gate = by_id(data)["resnet18-fp32-none-eager-b1"]["latency"]["gate"]
+    # identical code never regresses; on a busy machine the gate may say it cannot decide
+    assert gate["decision"] in ("unchanged", "improved", "inconclusive"), gate["reason"]
+    assert result.ret == 0
+
+    monkeypatch.setenv("RB_INJECT_SLOWDOWN", "0.5")
+    result, data = run_matrix(MATRIX, "--baseline", str(baseline))
+    gate = by_id(data)["resnet18-fp32-none-eager-b1"]["latency"]["gate"]
+    assert 1.3 < gate["ratio"] < 1.7, gate["reason"]
+    if gate["decision"] == "inconclusive":  # only a machine too noisy to compare may excuse it
+        assert "calibration kernel varied" in gate["reason"]
+        return
+    assert gate["decision"] == "regressed", gate["reason"]
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*latency regressed against the baseline*"])
+
+    capsys.readouterr()
+    assert main(["compare", str(baseline), str(pytester.path / "results.json")]) == 1
+    out = capsys.readouterr().out
+    assert "regressed" in out and "resnet18-fp32-none-eager-b1" in out
+    assert main(["compare", str(baseline), str(baseline)]) == 0
+    assert main(["compare", str(baseline), str(pytester.path / "missing.json")]) == 2
