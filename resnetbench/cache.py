@@ -61,6 +61,10 @@ class ArtifactCache:
     def entry(self, kind: str, name: str, description: dict[str, Any]) -> Path:
         return self.root / kind / f"{name}-{cache_key(description)}"
 
+    def has(self, kind: str, name: str, description: dict[str, Any]) -> bool:
+        """Whether a complete entry exists (its build would be skipped)."""
+        return (self.entry(kind, name, description) / META).exists()
+
     def get_or_build(
         self,
         kind: str,

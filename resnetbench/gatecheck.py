@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
 import statistics
 import sys
@@ -50,7 +51,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from resnetbench.compare import DEFAULT_THRESHOLD, GATE_TARGETS, decide_latency, summarize_gate_check
+from resnetbench.compare import (
+    CALIBRATION_CV_LIMIT,
+    DEFAULT_THRESHOLD,
+    GATE_TARGETS,
+    decide_latency,
+    robust_cv,
+    summarize_gate_check,
+)
 
 DEFAULT_FRACTIONS = (0.10, 0.20)
 REFERENCE_WINDOW = 3  # rounds of unmodified runs that set the injected delay
@@ -378,13 +386,16 @@ def run_gate_check(
     cache_dir: Path = Path(".resnetbench-cache"),
     threads: int | None = None,
     seed: int = 0,
+    max_minutes: float | None = None,
     progress: Callable[[str], None] = lambda msg: None,
 ) -> dict[str, Any]:
     """Build the cases, collect interleaved A/A and slowed runs, and decide every pair.
 
-    Returns ``settings``, ``cases`` (id, reference latency, build notes), ``pairs`` (one
-    record per comparison), ``runs`` (raw samples), ``summary``
-    (``compare.summarize_gate_check``) and ``wall_s``.
+    Stops adding rounds once ``max_minutes`` have passed (a machine too busy to finish;
+    the shortfall then shows as too few A/A comparisons). Returns ``settings``, ``cases``
+    (reference latencies, per-kind results), ``pairs`` (one record per comparison),
+    ``runs`` (raw samples), ``summary`` (``compare.summarize_gate_check``), ``machine``
+    (load averages, runs whose calibration was too noisy for the gate) and ``wall_s``.
     """
     import torch
 
@@ -393,6 +404,7 @@ def run_gate_check(
     threads = threads or default_threads()
     set_threads(threads)
     started = time.perf_counter()
+    load_start = os.getloadavg()
     cases: dict[str, dict[str, Any]] = {}
     for backend in backends:
         built = _build(arch, backend, input_size, cache_dir, threads)
@@ -412,7 +424,12 @@ def run_gate_check(
     rng = random.Random(seed)
     decisions: list[dict[str, Any]] = []
     runs: list[GateRun] = []
+    rounds_done = 0
     for r in range(pairs):
+        if max_minutes is not None and time.perf_counter() - started > max_minutes * 60:
+            progress(f"stopping after {r} rounds: the {max_minutes:g}-minute budget is spent")
+            break
+        rounds_done = r + 1
         for cid, c in cases.items():
             ref = statistics.median(c["unmodified"][-2 * REFERENCE_WINDOW :])
             order = round_order(rng, fractions)
@@ -436,6 +453,14 @@ def run_gate_check(
             progress(f"round {r + 1}/{pairs}: regressed {rates} ({time.perf_counter() - started:.0f} s)")
 
     summary = summarize_gate_check(decisions)
+    noisy = sum(robust_cv(run.calibration_ms) > CALIBRATION_CV_LIMIT for run in runs)
+    machine = {
+        "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg(),
+        "runs": len(runs),
+        "runs_calibration_too_noisy": noisy,
+        "calibration_cv_limit": CALIBRATION_CV_LIMIT,
+    }
     per_case = {cid: summarize_gate_check([d for d in decisions if d["case"] == cid])["kinds"] for cid in cases}
     return {
         "settings": {
@@ -443,6 +468,8 @@ def run_gate_check(
             "backends": list(backends),
             "input_size": input_size,
             "pairs": pairs,
+            "rounds_done": rounds_done,
+            "max_minutes": max_minutes,
             "rounds": rounds,
             "warmup": warmup,
             "calibration_rounds": cal_rounds,
@@ -457,6 +484,7 @@ def run_gate_check(
         "pairs": decisions,
         "runs": [asdict(run) for run in runs],
         "summary": summary,
+        "machine": machine,
         "wall_s": time.perf_counter() - started,
     }
 
@@ -489,6 +517,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=None, help="default: physical cores")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=20.0,
+        help="stop adding rounds after this long (default 20; a quiet 2-core machine needs about 3)",
+    )
     p.add_argument(
         "--cache-dir", default=None, help="artifact cache (default: $RESNETBENCH_CACHE or .resnetbench-cache)"
     )
@@ -527,6 +561,7 @@ def main(args: argparse.Namespace) -> int:
         cache_dir=cache_dir,
         threads=args.threads,
         seed=args.seed,
+        max_minutes=args.max_minutes or None,
         progress=progress,
     )
     summary = result["summary"]
@@ -536,6 +571,14 @@ def main(args: argparse.Namespace) -> int:
         f"threshold {s['threshold']:.0%}, alpha {s['alpha']}, {s['threads']} threads, {result['wall_s']:.0f} s"
     )
     print(format_table(target_rows(summary)))
+    m = result["machine"]
+    print(
+        f"  machine: load average {m['loadavg_start'][0]:.1f} at start, {m['loadavg_end'][0]:.1f} at end; "
+        f"{m['runs_calibration_too_noisy']} of {m['runs']} runs had a calibration CV above "
+        f"{m['calibration_cv_limit']:.0%} (the gate calls their pairs inconclusive)"
+    )
+    if s["rounds_done"] < s["pairs"]:
+        print(f"  stopped after {s['rounds_done']} of {s['pairs']} rounds (--max-minutes {s['max_minutes']:g})")
     for cid, info in result["cases"].items():
         ref = info["reference_ms"]
         kinds = "; ".join(
