@@ -268,11 +268,21 @@ class Tuned:
 
 
 def tune(
-    backend: str, model: Any, x: Any, threads: int, workdir: Path, rounds: int, progress: Callable[[str], None]
+    backend: str,
+    model: Any,
+    x: Any,
+    threads: int,
+    workdir: Path,
+    rounds: int,
+    progress: Callable[[str], None],
+    reps: int = 3,
 ) -> Tuned | None:
-    """Build each hand candidate, time it briefly, keep the fastest (None when none builds)."""
-    best: Tuned | None = None
-    best_ms = float("inf")
+    """Build every hand candidate, time them interleaved ``reps`` times, keep the fastest.
+
+    Interleaving (A B C, A B C, ...) keeps machine drift from picking the winner; a
+    candidate's score is the median of its per-repetition medians. None when none builds.
+    """
+    loops: dict[str, Loop] = {}
     trials: dict[str, Any] = {}
     start = time.perf_counter()
     for cand in HAND[backend](model, x, threads, workdir):
@@ -283,20 +293,27 @@ def tune(
                 warnings.simplefilter("ignore", FutureWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)
                 loop = cand.build()
-            ms = statistics.median(loop(3, rounds))
-        except Exception as exc:  # a candidate that this library version rejects is skipped, not fatal
-            trials[cand.name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+            loop(3, 1)
+        except Exception as exc:  # a candidate this library version rejects is skipped, not fatal
+            text = str(exc).splitlines()[0][:200] if str(exc) else ""
+            trials[cand.name] = {"error": f"{type(exc).__name__}: {text}"}
             progress(f"{backend} hand candidate {cand.name!r} failed: {trials[cand.name]['error']}")
             continue
-        trials[cand.name] = {"median_ms": ms, "build_s": time.perf_counter() - t0}
-        progress(f"{backend} hand candidate {cand.name!r}: {ms:.2f} ms")
-        if ms < best_ms:
-            best, best_ms = Tuned(cand.name, loop), ms
-    if best is not None:
-        best.trials = trials
-        best.setup_s = time.perf_counter() - start
+        loops[cand.name] = loop
+        trials[cand.name] = {"build_s": time.perf_counter() - t0, "medians_ms": []}
+    if not loops:
+        return None
+    for _ in range(reps):
+        for name, loop in loops.items():
+            trials[name]["medians_ms"].append(statistics.median(loop(2, rounds)))
+    for name in loops:
+        trials[name]["median_ms"] = statistics.median(trials[name]["medians_ms"])
+        progress(f"{backend} hand candidate {name!r}: {trials[name]['median_ms']:.2f} ms")
+    best = min(loops, key=lambda name: trials[name]["median_ms"])
+    tuned = Tuned(best, loops[best], trials, time.perf_counter() - start)
+    loops.clear()
     gc.collect()
-    return best
+    return tuned
 
 
 # --------------------------------------------------------------------------- the comparison
