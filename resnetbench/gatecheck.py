@@ -1,9 +1,10 @@
 """``resnetbench gate-check``: the regression gate's own error rates, measured on this machine.
 
-The gate (``compare.decide_latency``) was designed on simulated samples; this command
+The gate (``compare.decide_blocks``) was designed on simulated samples; this command
 checks it on real ones. It builds a few small cases, then collects *runs* the way the
-suite does: one run is the calibration kernel's samples plus ``rounds`` timed samples
-of ``runner.run(native)`` after a warm-up, timed through pytest-benchmark's own
+suite does: ``rounds`` timed samples of ``runner.run(native)`` after a warm-up, in
+``blocks`` blocks with the reference kernel timed before each block
+(``measure.latency.BlockCalibration``), through pytest-benchmark's own
 ``BenchmarkFixture.pedantic`` (the call the suite's ``test_latency`` makes).
 
 Algorithm
@@ -21,7 +22,7 @@ Algorithm
    over all kinds alike.
 3. Each round gives three comparisons per case: A/A (the earlier unmodified run as
    baseline), slow10 (A vs the 10% run) and slow20 (B vs the 20% run). Each goes through
-   ``decide_latency`` with the raw calibration samples of both runs, exactly as
+   ``decide_blocks`` on the calibrated block medians of both runs, exactly as
    ``resnetbench compare`` does; ``compare.summarize_gate_check`` turns the decisions
    into rates and checks them against ``compare.GATE_TARGETS``.
 
@@ -55,7 +56,8 @@ from resnetbench.compare import (
     CALIBRATION_CV_LIMIT,
     DEFAULT_THRESHOLD,
     GATE_TARGETS,
-    decide_latency,
+    decide_blocks,
+    normalized_blocks,
     robust_cv,
     summarize_gate_check,
 )
@@ -116,7 +118,9 @@ class _QuietLogger:
     warning = info = error = debug
 
 
-def pedantic_samples(fn: Callable[[Any], Any], arg: Any, warmup: int, rounds: int) -> list[float]:
+def pedantic_samples(
+    fn: Callable[[Any], Any], arg: Any, warmup: int, rounds: int, setup: Callable[[], Any] | None = None
+) -> list[float]:
     """Milliseconds per call from pytest-benchmark's own ``BenchmarkFixture.pedantic``.
 
     This is the suite's measurement path (``test_latency`` calls ``benchmark.pedantic``
@@ -150,34 +154,46 @@ def pedantic_samples(fn: Callable[[Any], Any], arg: Any, warmup: int, rounds: in
         )
     except TypeError:
         return own_loop(fn, arg, warmup, rounds)
-    fixture.pedantic(fn, args=(arg,), warmup_rounds=warmup, rounds=rounds, iterations=1)
+    if setup is not None:
+        fixture.pedantic(fn, setup=setup, warmup_rounds=warmup, rounds=rounds, iterations=1)
+    else:
+        fixture.pedantic(fn, args=(arg,), warmup_rounds=warmup, rounds=rounds, iterations=1)
     return [s * 1e3 for s in fixture.stats.stats.data]
 
 
 @dataclass
 class GateRun:
-    """One run: a calibration kernel's samples, then the case's timed samples."""
+    """One run as the suite makes it: blocks of timed samples, a reference timing before each block."""
 
     case: str
     kind: str
     delay_ms: float
     samples_ms: list[float]
     calibration_ms: list[float]
+    blocks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.samples_ms)
 
 
-def collect_run(
-    runner: Any, native: Any, warmup: int, rounds: int, cal_rounds: int, case: str, kind: str, delay_ms: float = 0.0
-) -> GateRun:
-    """Calibration samples, then ``rounds`` samples of ``runner.run`` after ``warmup`` calls."""
-    from resnetbench.environment import calibration_kernel
+_KERNEL: Any = None
 
-    cal = calibration_kernel(cal_rounds)["samples_ms"]
-    samples = pedantic_samples(runner.run, native, warmup, rounds)
-    return GateRun(case, kind, delay_ms, samples, cal)
+
+def collect_run(
+    runner: Any, native: Any, warmup: int, rounds: int, blocks: int, case: str, kind: str, delay_ms: float = 0.0
+) -> GateRun:
+    """``rounds`` samples of ``runner.run`` in ``blocks`` blocks, exactly as ``test_latency`` times them."""
+    global _KERNEL
+    from resnetbench.environment import ReferenceKernel
+    from resnetbench.measure.latency import BlockCalibration
+
+    if _KERNEL is None:
+        _KERNEL = ReferenceKernel()
+    calibration = BlockCalibration(_KERNEL, runner.run, native, warmup, rounds, blocks)
+    samples = pedantic_samples(runner.run, native, warmup, rounds, setup=calibration.setup)
+    summary = calibration.summary(samples)
+    return GateRun(case, kind, delay_ms, samples, summary["calibration_ms"], summary)
 
 
 # --------------------------------------------------------------------------- schedule and decisions
@@ -214,11 +230,9 @@ def decide(
     kind: str, case: str, base: GateRun, cur: GateRun, threshold: float, alpha: float, seed: int
 ) -> dict[str, Any]:
     """One comparison through the gate, as ``resnetbench compare`` makes it."""
-    rec = decide_latency(
-        base.samples_ms,
-        cur.samples_ms,
-        base.calibration_ms,
-        cur.calibration_ms,
+    rec = decide_blocks(
+        normalized_blocks({"blocks": base.blocks}),
+        normalized_blocks({"blocks": cur.blocks}),
         threshold=threshold,
         alpha=alpha,
         rng_seed=seed,
@@ -351,7 +365,7 @@ def latency_case_wall(
     x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     native = built.runner.prepare(x)
     start = time.perf_counter()
-    samples = pedantic_samples(built.runner.run, native, warmup, rounds)
+    samples = collect_run(built.runner, native, warmup, rounds, 6, "latency-case", "ref").samples_ms
     timing_s = time.perf_counter() - start
     rec = summarize(samples, 1)
     flops = count_flops(built.fp32_model, torch.randn(1, 3, input_size, input_size))
@@ -379,7 +393,7 @@ def run_gate_check(
     pairs: int = 50,
     rounds: int = 60,
     warmup: int = 5,
-    cal_rounds: int = 30,
+    blocks: int = 6,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = 0.01,
@@ -415,7 +429,7 @@ def run_gate_check(
     for cid, c in cases.items():
         for _ in range(REFERENCE_WINDOW):
             c["unmodified"].append(
-                collect_run(c["runner"], c["native"], warmup, rounds, cal_rounds, cid, "ref").median_ms
+                collect_run(c["runner"], c["native"], warmup, rounds, blocks, cid, "ref").median_ms
             )
         c["reference_ms"] = [statistics.median(c["unmodified"])]
         progress(f"{cid}: reference median {c['reference_ms'][0]:.3f} ms")
@@ -440,7 +454,7 @@ def run_gate_check(
                 else:
                     delay_ms = ref * fraction_of[kind]
                     runner = SlowedRunner(c["runner"], delay_ms / 1e3)
-                got[kind] = collect_run(runner, c["native"], warmup, rounds, cal_rounds, cid, kind, delay_ms)
+                got[kind] = collect_run(runner, c["native"], warmup, rounds, blocks, cid, kind, delay_ms)
             c["unmodified"].extend([got["a"].median_ms, got["b"].median_ms])
             c["reference_ms"].append(ref)
             runs.extend(got.values())
@@ -472,7 +486,7 @@ def run_gate_check(
             "max_minutes": max_minutes,
             "rounds": rounds,
             "warmup": warmup,
-            "calibration_rounds": cal_rounds,
+            "blocks": blocks,
             "fractions": list(fractions),
             "threshold": threshold,
             "alpha": alpha,

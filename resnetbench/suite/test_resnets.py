@@ -117,8 +117,8 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
 def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     from filelock import FileLock
 
-    from resnetbench.environment import calibration_kernel
-    from resnetbench.measure.latency import count_flops, roofline, summarize
+    from resnetbench.environment import ReferenceKernel
+    from resnetbench.measure.latency import BlockCalibration, count_flops, roofline, summarize
 
     _skip_if_slow(case, run_state)
     cfg = run_state.config
@@ -129,36 +129,42 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     # Timed cases never overlap: under xdist every worker takes the same lock.
     lock = FileLock(str(run_state.cache.root / "latency.lock"))
     run_state.cache.root.mkdir(parents=True, exist_ok=True)
+    if "reference_kernel" not in run_state.memo:
+        run_state.memo["reference_kernel"] = ReferenceKernel()
+    kernel = run_state.memo["reference_kernel"]
+    blocks = cfg.latency["blocks"]
     with lock:
-        # The calibration kernel right before the case: normalises machine drift per case.
-        calibration = calibration_kernel(rounds=20)["samples_ms"]
+        calibration = BlockCalibration(kernel, built.runner.run, native, warmup, rounds, blocks)
         start = time.perf_counter()
         if benchmark.disabled:
-            samples = _own_loop(built.runner.run, native, warmup, rounds)
+            samples = _own_loop(built.runner.run, calibration, warmup, rounds)
         else:
-            benchmark.pedantic(built.runner.run, args=(native,), warmup_rounds=warmup, rounds=rounds, iterations=1)
+            benchmark.pedantic(built.runner.run, setup=calibration.setup, warmup_rounds=warmup, rounds=rounds,
+                               iterations=1)
             samples = [s * 1e3 for s in benchmark.stats.stats.data]
         wall = time.perf_counter() - start
-        gate = _gate(case, samples, calibration, run_state)
+        block_record = calibration.summary(samples)
+        gate = _gate(case, samples, block_record, run_state)
         if gate is not None and gate["decision"] == "inconclusive":
-            # Too noisy to decide: time the case again (twice the rounds) and decide on that.
-            calibration = calibration_kernel(rounds=20)["samples_ms"]
-            samples = _own_loop(built.runner.run, native, warmup, 2 * rounds)
-            gate = {**_gate(case, samples, calibration, run_state), "rerun": True}
+            # Too noisy to decide: time the case again (twice the blocks) and decide on that.
+            calibration = BlockCalibration(kernel, built.runner.run, native, warmup, 2 * rounds, 2 * blocks)
+            samples = _own_loop(built.runner.run, calibration, warmup, 2 * rounds)
+            block_record = calibration.summary(samples)
+            gate = {**_gate(case, samples, block_record, run_state), "rerun": True}
     rec = summarize(samples, case.batch)
     key = ("flops", case.arch, case.compression, cfg.input_size, case.batch)
     if key not in run_state.memo:
         run_state.memo[key] = count_flops(built.fp32_model, torch.randn(case.batch, 3, cfg.input_size, cfg.input_size))
     flops = run_state.memo[key]
     env = run_state.environment
-    cal = statistics.median(calibration)
+    cal = statistics.median(block_record["calibration_ms"])
     rec.update(
         {
             **flops,
             "flops_note": "FLOPs of the fp32 graph (1 MAC = 2 FLOPs), counted by torch.utils.flop_counter",
             **roofline(flops["flops"], rec["median_ms"], env.get("peak_gflops")),
             "warmup": warmup,
-            "calibration_samples_ms": calibration,
+            "blocks": block_record,
             "normalized_median": rec["median_ms"] / cal,
             "threads": run_state.threads,
             "ran_alone": True,
@@ -173,26 +179,30 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             pytest.fail(f"{case.id}: latency regressed against the baseline: {gate['reason']}", pytrace=False)
 
 
-def _gate(case: Any, samples: list[float], calibration: list[float], run_state: Any) -> dict[str, Any] | None:
-    """The gate's latency decision against the baseline's samples of this case, if any."""
-    from resnetbench.compare import decide_latency
+def _gate(case: Any, samples: list[float], blocks: dict[str, Any], run_state: Any) -> dict[str, Any] | None:
+    """The gate's latency decision against the baseline's record of this case, if any."""
+    from resnetbench.compare import decide_blocks, decide_latency, normalized_blocks
 
     base = run_state.baseline_case(case.id)
     if base is None or not base.get("latency", {}).get("samples_ms"):
         return None
-    base_cal = base["latency"].get("calibration_samples_ms") or 1.0
-    cur_cal = calibration if base_cal != 1.0 else 1.0
-    return decide_latency(base["latency"]["samples_ms"], samples, base_cal, cur_cal,
-                          threshold=run_state.gate_threshold())
+    threshold = run_state.gate_threshold()
+    base_blocks, cur_blocks = normalized_blocks(base["latency"]), normalized_blocks({"blocks": blocks})
+    if base_blocks is not None and cur_blocks is not None:
+        return decide_blocks(base_blocks, cur_blocks, threshold=threshold)
+    return decide_latency(base["latency"]["samples_ms"], samples, threshold=threshold)
 
 
-def _own_loop(fn: Any, arg: Any, warmup: int, rounds: int) -> list[float]:
+def _own_loop(fn: Any, calibration: Any, warmup: int, rounds: int) -> list[float]:
+    """Time ``rounds`` calls as ``pedantic(setup=calibration.setup)`` does (setup untimed)."""
     for _ in range(warmup):
-        fn(arg)
+        args, _ = calibration.setup()
+        fn(*args)
     samples = []
     for _ in range(rounds):
+        args, _ = calibration.setup()
         start = time.perf_counter()
-        fn(arg)
+        fn(*args)
         samples.append((time.perf_counter() - start) * 1e3)
     return samples
 
