@@ -228,7 +228,7 @@ class Config:
     threads: int | None = None
     allow_slow: bool = False
     claims: bool = True
-    latency: dict[str, int] = field(default_factory=lambda: {"warmup": 5, "rounds": 60, "blocks": 6})
+    latency: dict[str, int] = field(default_factory=lambda: {"warmup": 5, "rounds": 60, "blocks": 10})
     cache: dict[str, Any] = field(default_factory=dict)
     compression_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     architectures: dict[str, str] = field(default_factory=dict)
@@ -529,7 +529,7 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
         if key in data:
             kwargs[key] = data[key]
     if "latency" in data:
-        kwargs["latency"] = {"warmup": 5, "rounds": 60, "blocks": 6, **data["latency"]}
+        kwargs["latency"] = {"warmup": 5, "rounds": 60, "blocks": 10, **data["latency"]}
     if "gate" in data:
         kwargs["gate"] = dict(data["gate"])
     return Config(**kwargs)

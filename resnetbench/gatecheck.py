@@ -365,7 +365,7 @@ def latency_case_wall(
     x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     native = built.runner.prepare(x)
     start = time.perf_counter()
-    samples = collect_run(built.runner, native, warmup, rounds, 6, "latency-case", "ref").samples_ms
+    samples = collect_run(built.runner, native, warmup, rounds, 10, "latency-case", "ref").samples_ms
     timing_s = time.perf_counter() - start
     rec = summarize(samples, 1)
     flops = count_flops(built.fp32_model, torch.randn(1, 3, input_size, input_size))
@@ -393,7 +393,7 @@ def run_gate_check(
     pairs: int = 50,
     rounds: int = 60,
     warmup: int = 5,
-    blocks: int = 6,
+    blocks: int = 10,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = 0.01,

@@ -147,7 +147,7 @@ def test_without_matrix_the_plugin_adds_nothing(pytester):
     pytester.makepyfile("def test_one():\n    assert True\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
-    assert "resnetbench" not in result.stdout.str()
+    assert "= resnetbench =" not in result.stdout.str(), "no resnetbench summary section without --matrix"
 
 
 def test_shard_splits_cases(run_matrix):
