@@ -9,9 +9,12 @@ cache: no state is carried over from earlier cases.
 from __future__ import annotations
 
 import copy
+import hashlib
+import importlib.util
 import resource
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,17 @@ def context_for(config: Config, case: Case, threads: int) -> BuildContext:
     return BuildContext(threads=threads, input_size=config.input_size, calibration=calibration, settings=settings)
 
 
+@cache
+def code_version(*modules: str) -> str:
+    """A hash of the source of the modules that make an artifact: a code change rebuilds it."""
+    digest = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin and Path(spec.origin).exists():
+            digest.update(Path(spec.origin).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def base_description(config: Config, arch: str) -> dict[str, Any]:
     return {
         "arch": arch,
@@ -89,7 +103,7 @@ def compressed_model(config: Config, case: Case, cache: ArtifactCache) -> tuple[
         return base_model(config, case.arch, cache), {}
     settings = settings_for(case)
     desc = {**base_description(config, case.arch), "compression": case.compression, "settings": settings,
-            "dataset": config.dataset}
+            "dataset": config.dataset, "code": code_version(method.prepare.__module__ if method.prepare else "")}
 
     def build(out: Path) -> dict[str, Any]:
         start = time.perf_counter()
@@ -131,6 +145,8 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -
         "backend": case.backend,
         "batch": case.batch if case.backend in ("tensorrt", "onnxruntime-tensorrt") else "dynamic",
         "dataset": config.dataset if case.compression in ("static", "prune-channels", "distill") else None,
+        "code": code_version(type(backend).__module__, "resnetbench.backends.base", "resnetbench.backends.onnx_export",
+                             "resnetbench.compress.static", "resnetbench.compress.dynamic"),
     }
     quant_info: dict[str, Any] = {}
     fp32_model = model

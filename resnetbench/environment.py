@@ -103,19 +103,20 @@ def calibration_kernel(rounds: int = 30) -> dict[str, Any]:
             "median_ms": median, "cv": cv}
 
 
-def peak_gflops(n: int = 2048, rounds: int = 5) -> dict[str, Any]:
-    """This machine's achievable fp32 peak: best of a few large matrix products."""
+def peak_gflops(n: int = 2048, rounds: int = 5, dtype: str = "fp32") -> dict[str, Any]:
+    """This machine's achievable peak at a dtype: best of a few large matrix products."""
     import torch
 
-    a = torch.randn(n, n)
-    b = torch.randn(n, n)
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    a = torch.randn(n, n).to(torch_dtype)
+    b = torch.randn(n, n).to(torch_dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
-    return {"kernel": f"fp32 matmul {n}x{n}x{n}", "gflops": 2 * n**3 / best / 1e9, "seconds": best}
+    return {"kernel": f"{dtype} matmul {n}x{n}x{n}", "gflops": 2 * n**3 / best / 1e9, "seconds": best}
 
 
 class ReferenceKernel:

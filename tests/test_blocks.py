@@ -48,8 +48,8 @@ def runs(rng, n_runs, shift=1.0, blocks=6, drift_sd=0.08, residual_sd=0.02):
 
 def test_block_gate_error_rates_under_drift():
     rng = np.random.default_rng(0)
-    aa = [decide_blocks(a, b, rng_seed=i)["decision"] for i, (a, b) in enumerate(zip(runs(rng, 200), runs(rng, 200)))]
-    slow20 = [decide_blocks(a, b, rng_seed=i) for i, (a, b) in enumerate(zip(runs(rng, 100), runs(rng, 100, 1.2)))]
+    aa = [decide_blocks(a, b, rng_seed=i)["decision"] for i, (a, b) in enumerate(zip(runs(rng, 200), runs(rng, 200), strict=True))]
+    slow20 = [decide_blocks(a, b, rng_seed=i) for i, (a, b) in enumerate(zip(runs(rng, 100), runs(rng, 100, 1.2), strict=True))]
     assert aa.count("regressed") == 0
     assert sum(r["decision"] == "regressed" for r in slow20) >= 95
     assert np.mean([abs(r["ratio"] - 1.2) for r in slow20]) < 0.03

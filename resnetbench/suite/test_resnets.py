@@ -162,7 +162,8 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
         {
             **flops,
             "flops_note": "FLOPs of the fp32 graph (1 MAC = 2 FLOPs), counted by torch.utils.flop_counter",
-            **roofline(flops["flops"], rec["median_ms"], env.get("peak_gflops")),
+            **roofline(flops["flops"], rec["median_ms"], _peak_for(case.dtype, env)),
+            "peak_basis": "bf16 matmul" if case.dtype == "bf16" else "fp32 matmul (int8/fp16 can exceed it)",
             "warmup": warmup,
             "blocks": block_record,
             "normalized_median": rec["median_ms"] / cal,
@@ -177,6 +178,13 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
         rec["gate"] = gate
         if gate["decision"] == "regressed":
             pytest.fail(f"{case.id}: latency regressed against the baseline: {gate['reason']}", pytrace=False)
+
+
+def _peak_for(dtype: str, env: dict[str, Any]) -> float | None:
+    """The measured matmul roof that applies to a dtype."""
+    if dtype == "bf16" and env.get("peak_bf16"):
+        return float(env["peak_bf16"]["gflops"])
+    return env.get("peak_gflops")
 
 
 def _gate(case: Any, samples: list[float], blocks: dict[str, Any], run_state: Any) -> dict[str, Any] | None:
