@@ -762,7 +762,7 @@ def main_compare(
     current_path: str,
     threshold: float | None,
     strict: bool,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
     """Run ``resnetbench compare``: 0 nothing regressed, 1 a regression, 2 bad input.
@@ -775,6 +775,7 @@ def main_compare(
 
         sys.exit(main_compare(args.baseline, args.current, args.threshold, args.strict))
     """
+    out = out if out is not None else sys.stdout  # resolved at call time (capture, redirects)
     err = sys.stderr if err is None else err
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     try:
