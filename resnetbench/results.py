@@ -64,14 +64,6 @@ def write_atomic(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
         raise
 
 
-def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
-    """Append one record as a line; survives a crash of the run that writes it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, default=_jsonable) + "\n")
-
-
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()

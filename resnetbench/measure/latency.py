@@ -53,10 +53,6 @@ def count_flops(model: Any, sample: Any) -> dict[str, int]:
     return {"flops": flops, "macs": flops // 2}
 
 
-def median_of(samples: list[float]) -> float:
-    return statistics.median(samples)
-
-
 class BlockCalibration:
     """Splits a latency case's rounds into blocks and times a reference workload before each.
 
