@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from resnetbench.gatecheck import pedantic_samples
+from resnetbench.results import write_atomic
 
 CPU_BACKENDS = ("eager", "torchscript", "compile", "onnxruntime", "openvino")
 REQUIRES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}
@@ -650,10 +651,7 @@ def main(args: argparse.Namespace) -> int:
     print(format_report(result))
     if args.json:
         path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, result, default=str)
         print(f"wrote {path}")
     ok = bool(result["best"] and result["best"]["ok"]) and all(b["ratio_ok"] for b in result["backends"].values())
     if "cache" in result:

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import statistics
@@ -61,6 +60,7 @@ from resnetbench.compare import (
     robust_cv,
     summarize_gate_check,
 )
+from resnetbench.results import write_atomic
 
 DEFAULT_FRACTIONS = (0.10, 0.20)
 REFERENCE_WINDOW = 3  # rounds of unmodified runs that set the injected delay
@@ -613,10 +613,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"gate-check: {verdict}")
     if args.json:
         path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, result, default=str)
         print(f"wrote {path}")
     return EXIT_OK if summary["meets_targets"] else EXIT_MISSED
 

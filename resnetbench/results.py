@@ -46,7 +46,7 @@ def combine_outcomes(outcomes: Iterable[str]) -> str:
     return "skipped"
 
 
-def write_atomic(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+def write_atomic(path: str | os.PathLike[str], data: dict[str, Any], default: Any = None) -> None:
     """Write JSON through a temporary file and a rename, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +56,7 @@ def write_atomic(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=False, default=_jsonable)
+            json.dump(data, fh, indent=1, sort_keys=False, default=default or _jsonable)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:
