@@ -56,10 +56,9 @@ def test_baseline_gate_passes_identical_code_and_fails_a_slowdown(pytester, run_
     monkeypatch.setenv("RB_INJECT_SLOWDOWN", "0.5")
     result, data = run_matrix(MATRIX, "--baseline", str(baseline))
     gate = by_id(data)["resnet18-fp32-none-eager-b1"]["latency"]["gate"]
-    assert 1.3 < gate["ratio"] < 1.7, gate["reason"]
-    if gate["decision"] == "inconclusive":  # only a machine too noisy to compare may excuse it
-        assert "calibration kernel varied" in gate["reason"]
-        return
+    # The estimate's accuracy is gate-check's job (many pairs); one pair on a shared CI
+    # machine only has to be clearly slower and called so.
+    assert gate["ratio"] > 1.25, gate["reason"]
     assert gate["decision"] == "regressed", gate["reason"]
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*latency regressed against the baseline*"])
