@@ -311,17 +311,29 @@ MIN_BLOCKS = 4
 
 
 def normalized_blocks(latency: dict[str, Any] | None) -> np.ndarray | None:
-    """Block medians divided by the reference kernel timed before each block, if recorded."""
-    blocks = (latency or {}).get("blocks")
-    if not isinstance(blocks, dict):
+    """Per block of consecutive pairs, the median case/reference time ratio; None if not recorded.
+
+    ``latency["paired"]`` holds ``reference_ms`` and ``case_ms`` (one reference call right
+    before each case call, ``measure/reference.py``) and ``blocks``, the number of blocks
+    the pairs are cut into. Each pair's ratio cancels the machine's speed at that moment;
+    blocks make the unit the gate resamples, so drift within a run shows in the interval.
+    """
+    paired = (latency or {}).get("paired")
+    if not isinstance(paired, dict):
         return None
-    medians, cal = blocks.get("medians_ms"), blocks.get("calibration_ms")
-    if not medians or not cal or len(medians) != len(cal):
+    ref, case, blocks = paired.get("reference_ms"), paired.get("case_ms"), paired.get("blocks")
+    if not isinstance(ref, list) or not isinstance(case, list) or not ref or len(ref) != len(case):
         return None
-    m, c = np.asarray(medians, dtype=float), np.asarray(cal, dtype=float)
-    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(c)) and np.all(c > 0)):
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= len(ref):
         return None
-    return m / c
+    try:
+        r, c = np.asarray(ref, dtype=float), np.asarray(case, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if not (np.all(np.isfinite(r)) and np.all(np.isfinite(c)) and np.all(r > 0) and np.all(c > 0)):
+        return None
+    log_ratio = np.log(c / r)
+    return np.exp([np.median(chunk) for chunk in np.array_split(log_ratio, blocks)])
 
 
 def decide_blocks(
@@ -346,7 +358,7 @@ def decide_blocks(
     cur = _as_samples(cur_blocks, "current blocks")
     record: dict[str, Any] = {
         "decision": "inconclusive", "ratio": None, "ci": None, "p_value": None, "reason": "",
-        "n": [int(base.size), int(cur.size)], "unit": "calibrated blocks",
+        "n": [int(base.size), int(cur.size)], "unit": "blocks of case/reference ratios",
         "threshold": threshold, "alpha": alpha,
     }
     if min(base.size, cur.size) < min_blocks:
@@ -670,13 +682,6 @@ def _compare_case(
     regressions.extend(ch["detail"] for ch in record["checks"] if ch["status"] == "regressed")
 
     sb, sc = _latency_inputs(b, "baseline"), _latency_inputs(c, "current")
-    # A calibration timed right before the case (same seconds, same machine state) beats
-    # the run-level one taken minutes earlier; use it when both sides have it.
-    case_cal_b = _number_list(_get(b, "latency", "calibration_samples_ms"), f"baseline {case_id}: calibration")
-    case_cal_c = _number_list(_get(c, "latency", "calibration_samples_ms"), f"current {case_id}: calibration")
-    if case_cal_b and case_cal_c:
-        cal_b = (float(np.median(case_cal_b)), case_cal_b)
-        cal_c = (float(np.median(case_cal_c)), case_cal_c)
     blocks_b, blocks_c = normalized_blocks(b.get("latency")), normalized_blocks(c.get("latency"))
     if blocks_b is not None and blocks_c is not None:
         lat = decide_blocks(blocks_b, blocks_c, threshold=threshold, alpha=alpha, rng_seed=rng_seed)

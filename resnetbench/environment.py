@@ -117,34 +117,3 @@ def peak_gflops(n: int = 2048, rounds: int = 5, dtype: str = "fp32") -> dict[str
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
     return {"kernel": f"{dtype} matmul {n}x{n}x{n}", "gflops": 2 * n**3 / best / 1e9, "seconds": best}
-
-
-class ReferenceKernel:
-    """A fixed, network-shaped workload: seeded ResNet-18 at 64x64, eager, channels-last, fp32.
-
-    Timed before each block of a latency case, it tracks the machine's speed for the
-    kind of work the cases do far better than a single convolution does.
-    """
-
-    description = "resnet18 seed 0, 1x3x64x64, eager fp32 channels-last, median of 3"
-
-    def __init__(self) -> None:
-        import torch
-        import torchvision
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            self.model = torchvision.models.resnet18().eval().to(memory_format=torch.channels_last)
-            self.x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
-        self.median_ms()  # first call pays one-time costs
-
-    def median_ms(self, calls: int = 3) -> float:
-        import torch
-
-        samples = []
-        with torch.inference_mode():
-            for _ in range(calls):
-                start = time.perf_counter()
-                self.model(self.x)
-                samples.append((time.perf_counter() - start) * 1e3)
-        return statistics.median(samples)

@@ -1,30 +1,29 @@
 """``resnetbench gate-check``: the regression gate's own error rates, measured on this machine.
 
-The gate (``compare.decide_blocks``) was designed on simulated samples; this command
-checks it on real ones. It builds a few small cases, then collects *runs* the way the
-suite does: ``rounds`` timed samples of ``runner.run(native)`` after a warm-up, in
-``blocks`` blocks with the reference kernel timed before each block
-(``measure.latency.BlockCalibration``), through pytest-benchmark's own
-``BenchmarkFixture.pedantic`` (the call the suite's ``test_latency`` makes).
+The gate (``compare.decide_blocks`` on ``compare.normalized_blocks``) was designed on
+simulated samples; this command checks it on real ones. It builds a few small cases and
+their latency references (``measure.reference``), then collects *runs* the way
+``test_latency`` does: a plain loop of ``rounds`` samples through pytest-benchmark's own
+``BenchmarkFixture.pedantic``, then ``pairs`` [reference call, case call] pairs in
+``blocks`` blocks (``measure.reference.time_pairs``).
 
 Algorithm
 ---------
-1. Build each case (through the artifact cache) and time a few unmodified runs: their
-   median of medians is the case's reference latency.
-2. Repeat ``pairs`` rounds. In a round, every case gets four runs in a seeded random
-   order: two of the unmodified runner (A, B) and two of a ``SlowedRunner`` whose
+1. Build each case and its reference (through the artifact cache).
+2. Repeat ``rounds_of_pairs`` rounds. In a round, every case gets four runs in a seeded
+   random order: two of the unmodified runner (A, B) and two of a ``SlowedRunner`` whose
    ``run`` does the real work and then busy-waits (a ``perf_counter`` loop, not a sleep,
    so the added time is wall time the scheduler cannot shorten) for ``f`` times the
-   reference latency, with ``f`` = 0.10 and 0.20. The reference is refreshed after every
-   round from the unmodified runs measured so far in the latest rounds, so the injected
-   fraction stays ``f`` of the case's *current* speed when the machine drifts. Rounds
-   alternate between cases, and the shuffled order inside a round spreads any drift
-   over all kinds alike.
+   duration of the work it just did, with ``f`` = 0.10 and 0.20. That is what a model
+   needing ``f`` more compute does: its extra time scales with the machine's speed at
+   that moment. (A fixed delay set from an earlier median would be a different fraction
+   of every call on a machine whose speed moves 10-20% between runs, and the "true"
+   ratio would be unknown.)
 3. Each round gives three comparisons per case: A/A (the earlier unmodified run as
    baseline), slow10 (A vs the 10% run) and slow20 (B vs the 20% run). Each goes through
-   ``decide_blocks`` on the calibrated block medians of both runs, exactly as
-   ``resnetbench compare`` does; ``compare.summarize_gate_check`` turns the decisions
-   into rates and checks them against ``compare.GATE_TARGETS``.
+   ``decide_blocks`` exactly as ``resnetbench compare`` does, at the gate's default
+   threshold and at the other thresholds asked for; ``compare.summarize_gate_check``
+   turns the decisions into rates and checks them against ``compare.GATE_TARGETS``.
 
 What it cannot see: every run here comes from one process and one loaded runner, so
 differences between processes (thread placement, memory layout, a different build of
@@ -52,18 +51,15 @@ from types import SimpleNamespace
 from typing import Any
 
 from resnetbench.compare import (
-    CALIBRATION_CV_LIMIT,
     DEFAULT_THRESHOLD,
     GATE_TARGETS,
     decide_blocks,
     normalized_blocks,
-    robust_cv,
     summarize_gate_check,
 )
 from resnetbench.results import write_atomic
 
 DEFAULT_FRACTIONS = (0.10, 0.20)
-REFERENCE_WINDOW = 3  # rounds of unmodified runs that set the injected delay
 EXIT_OK, EXIT_MISSED = 0, 1
 LATENCY_CASE_TARGET_S = 5.0
 
@@ -81,18 +77,19 @@ def busy_wait(seconds: float) -> None:
 
 
 class SlowedRunner:
-    """A runner whose ``run`` does the real work, then busy-waits ``delay_s`` more seconds."""
+    """A runner whose ``run`` does the real work, then busy-waits ``fraction`` times as long again."""
 
-    def __init__(self, inner: Any, delay_s: float) -> None:
+    def __init__(self, inner: Any, fraction: float) -> None:
         self.inner = inner
-        self.delay_s = delay_s
+        self.fraction = fraction
 
     def prepare(self, x: Any) -> Any:
         return self.inner.prepare(x)
 
     def run(self, native: Any) -> Any:
+        start = time.perf_counter()
         out = self.inner.run(native)
-        busy_wait(self.delay_s)
+        busy_wait(self.fraction * (time.perf_counter() - start))
         return out
 
     def to_logits(self, out: Any) -> Any:
@@ -163,37 +160,29 @@ def pedantic_samples(
 
 @dataclass
 class GateRun:
-    """One run as the suite makes it: blocks of timed samples, a reference timing before each block."""
+    """One run as ``test_latency`` makes it: the plain loop's samples and the reference pairs."""
 
     case: str
     kind: str
-    delay_ms: float
+    fraction: float
     samples_ms: list[float]
-    calibration_ms: list[float]
-    blocks: dict[str, Any] = field(default_factory=dict)
+    paired: dict[str, Any] = field(default_factory=dict)
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.samples_ms)
 
 
-_KERNEL: Any = None
-
-
 def collect_run(
-    runner: Any, native: Any, warmup: int, rounds: int, blocks: int, case: str, kind: str, delay_ms: float = 0.0
+    runner: Any, native: Any, reference: Any, warmup: int, rounds: int, pairs: int, blocks: int, case: str,
+    kind: str, fraction: float = 0.0,
 ) -> GateRun:
-    """``rounds`` samples of ``runner.run`` in ``blocks`` blocks, exactly as ``test_latency`` times them."""
-    global _KERNEL
-    from resnetbench.environment import ReferenceKernel
-    from resnetbench.measure.latency import BlockCalibration
+    """The plain pytest-benchmark loop, then the reference pairs, exactly as ``test_latency`` times them."""
+    from resnetbench.measure.reference import time_pairs
 
-    if _KERNEL is None:
-        _KERNEL = ReferenceKernel()
-    calibration = BlockCalibration(_KERNEL, runner.run, native, warmup, rounds, blocks)
-    samples = pedantic_samples(runner.run, native, warmup, rounds, setup=calibration.setup)
-    summary = calibration.summary(samples)
-    return GateRun(case, kind, delay_ms, samples, summary["calibration_ms"], summary)
+    samples = pedantic_samples(runner.run, native, warmup, rounds)
+    paired = {**time_pairs(reference, runner.run, native, pairs, warmup), "blocks": blocks}
+    return GateRun(case, kind, fraction, samples, paired)
 
 
 # --------------------------------------------------------------------------- schedule and decisions
@@ -231,8 +220,8 @@ def decide(
 ) -> dict[str, Any]:
     """One comparison through the gate, as ``resnetbench compare`` makes it."""
     rec = decide_blocks(
-        normalized_blocks({"blocks": base.blocks}),
-        normalized_blocks({"blocks": cur.blocks}),
+        normalized_blocks({"paired": base.paired}),
+        normalized_blocks({"paired": cur.paired}),
         threshold=threshold,
         alpha=alpha,
         rng_seed=seed,
@@ -245,7 +234,8 @@ def decide(
         "ci": rec["ci"],
         "p_value": rec["p_value"],
         "reason": rec["reason"],
-        "delay_ms": cur.delay_ms,
+        "threshold": threshold,
+        "fraction": cur.fraction,
         "median_ms": [base.median_ms, cur.median_ms],
     }
 
@@ -345,37 +335,42 @@ def _build(arch: str, backend: str, input_size: int, cache_dir: Path, threads: i
 
 
 def latency_case_wall(
-    arch: str, backend: str, input_size: int, cache_dir: Path, threads: int, warmup: int = 5, rounds: int = 30
+    arch: str, backend: str, input_size: int, cache_dir: Path, threads: int, latency: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Wall time of one latency case, split as the suite spends it.
+    """Wall time of one latency case with the matrix defaults, split as the suite spends it.
 
-    ``build_s``: ``build_case`` (the fixture the size/accuracy/latency tests share; from
-    the cache when it is warm); ``timing_s``: warm-up + rounds through ``pedantic`` (what
-    ``test_latency`` records as ``wall_s``); ``test_s``: the whole ``test_latency`` body
-    (input, timing, summary, FLOP count, roofline).
+    ``build_s``: ``build_case`` for the case and its reference (the fixture the tests
+    share, and the reference built once per backend/batch/size; from the cache when it is
+    warm); ``timing_s``: warm-up + rounds through ``pedantic`` and the reference pairs;
+    ``test_s``: the whole ``test_latency`` body (input, timing, summary, FLOP count, roofline).
     """
     import torch
 
+    from resnetbench.cache import ArtifactCache
+    from resnetbench.config import LATENCY_DEFAULTS
     from resnetbench.measure.latency import count_flops, roofline, summarize
+    from resnetbench.measure.reference import reference_for
 
+    lat = {**LATENCY_DEFAULTS, **(latency or {})}
     start = time.perf_counter()
     built = _build(arch, backend, input_size, cache_dir, threads)
+    reference = reference_for(backend, 1, input_size, threads, ArtifactCache(cache_dir))
     build_s = time.perf_counter() - start
     test_start = time.perf_counter()
     x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     native = built.runner.prepare(x)
     start = time.perf_counter()
-    samples = collect_run(built.runner, native, warmup, rounds, 10, "latency-case", "ref").samples_ms
+    run = collect_run(built.runner, native, reference, lat["warmup"], lat["rounds"], lat["pairs"], lat["blocks"],
+                      "latency-case", "ref")
     timing_s = time.perf_counter() - start
-    rec = summarize(samples, 1)
+    rec = summarize(run.samples_ms, 1)
     flops = count_flops(built.fp32_model, torch.randn(1, 3, input_size, input_size))
     rec.update(roofline(flops["flops"], rec["median_ms"], None))
     test_s = time.perf_counter() - test_start
     return {
         "case": built.case.id,
         "input_size": input_size,
-        "warmup": warmup,
-        "rounds": rounds,
+        **lat,
         "cached_build": bool(built.conversion.get("cached")),
         "build_s": build_s,
         "timing_s": timing_s,
@@ -390,12 +385,14 @@ def run_gate_check(
     arch: str = "resnet18",
     backends: Sequence[str] = ("eager", "onnxruntime"),
     input_size: int = 64,
-    pairs: int = 50,
+    rounds_of_pairs: int = 50,
     rounds: int = 60,
     warmup: int = 5,
-    blocks: int = 10,
+    pairs: int = 48,
+    blocks: int = 8,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     threshold: float = DEFAULT_THRESHOLD,
+    also_thresholds: Sequence[float] = (),
     alpha: float = 0.01,
     cache_dir: Path = Path(".resnetbench-cache"),
     threads: int | None = None,
@@ -407,13 +404,15 @@ def run_gate_check(
 
     Stops adding rounds once ``max_minutes`` have passed (a machine too busy to finish;
     the shortfall then shows as too few A/A comparisons). Returns ``settings``, ``cases``
-    (reference latencies, per-kind results), ``pairs`` (one record per comparison),
-    ``runs`` (raw samples), ``summary`` (``compare.summarize_gate_check``), ``machine``
-    (load averages, runs whose calibration was too noisy for the gate) and ``wall_s``.
+    (per-kind results), ``pairs`` (one record per comparison at ``threshold``), ``runs``
+    (raw samples and pairs), ``summary`` (``compare.summarize_gate_check``), ``other_thresholds``
+    (the same for each of ``also_thresholds``), ``machine`` (load averages) and ``wall_s``.
     """
     import torch
 
+    from resnetbench.cache import ArtifactCache
     from resnetbench.environment import default_threads, set_threads
+    from resnetbench.measure.reference import reference_for
 
     threads = threads or default_threads()
     set_threads(threads)
@@ -422,120 +421,110 @@ def run_gate_check(
     cases: dict[str, dict[str, Any]] = {}
     for backend in backends:
         built = _build(arch, backend, input_size, cache_dir, threads)
+        reference = reference_for(backend, 1, input_size, threads, ArtifactCache(cache_dir))
         x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(seed))
-        cases[built.case.id] = {"runner": built.runner, "native": built.runner.prepare(x), "unmodified": []}
-        progress(f"built {built.case.id} (cached: {built.conversion.get('cached')})")
-    # Pre-measurement: the reference latency that sets the injected delays.
-    for cid, c in cases.items():
-        for _ in range(REFERENCE_WINDOW):
-            c["unmodified"].append(
-                collect_run(c["runner"], c["native"], warmup, rounds, blocks, cid, "ref").median_ms
-            )
-        c["reference_ms"] = [statistics.median(c["unmodified"])]
-        progress(f"{cid}: reference median {c['reference_ms'][0]:.3f} ms")
+        cases[built.case.id] = {"runner": built.runner, "native": built.runner.prepare(x), "reference": reference}
+        progress(f"built {built.case.id} and its reference (cached: {built.conversion.get('cached')})")
 
     fraction_of = {kind_name(f): f for f in fractions}
+    thresholds = [threshold, *[t for t in also_thresholds if t != threshold]]
     rng = random.Random(seed)
-    decisions: list[dict[str, Any]] = []
+    decisions: dict[float, list[dict[str, Any]]] = {t: [] for t in thresholds}
     runs: list[GateRun] = []
     rounds_done = 0
-    for r in range(pairs):
+    for r in range(rounds_of_pairs):
         if max_minutes is not None and time.perf_counter() - started > max_minutes * 60:
             progress(f"stopping after {r} rounds: the {max_minutes:g}-minute budget is spent")
             break
         rounds_done = r + 1
         for cid, c in cases.items():
-            ref = statistics.median(c["unmodified"][-2 * REFERENCE_WINDOW :])
             order = round_order(rng, fractions)
             got: dict[str, GateRun] = {}
             for kind in order:
-                if kind in ("a", "b"):
-                    runner, delay_ms = c["runner"], 0.0
-                else:
-                    delay_ms = ref * fraction_of[kind]
-                    runner = SlowedRunner(c["runner"], delay_ms / 1e3)
-                got[kind] = collect_run(runner, c["native"], warmup, rounds, blocks, cid, kind, delay_ms)
-            c["unmodified"].extend([got["a"].median_ms, got["b"].median_ms])
-            c["reference_ms"].append(ref)
+                fraction = fraction_of.get(kind, 0.0)
+                runner = SlowedRunner(c["runner"], fraction) if fraction else c["runner"]
+                got[kind] = collect_run(runner, c["native"], c["reference"], warmup, rounds, pairs, blocks, cid,
+                                        kind, fraction)
             runs.extend(got.values())
             for kind, base, cur in pairs_of_round(cid, got, fractions, order):
-                decisions.append(decide(kind, cid, base, cur, threshold, alpha, seed=len(decisions)))
+                seed_i = len(decisions[threshold])
+                for t in thresholds:
+                    decisions[t].append(decide(kind, cid, base, cur, t, alpha, seed=seed_i))
         gc.collect()
-        if (r + 1) % 10 == 0 or r + 1 == pairs:
-            summary_so_far = summarize_gate_check(decisions)
+        if (r + 1) % 10 == 0 or r + 1 == rounds_of_pairs:
+            summary_so_far = summarize_gate_check(decisions[threshold])
             rates = ", ".join(f"{k} {v['regressed']}/{v['n']}" for k, v in summary_so_far["kinds"].items())
-            progress(f"round {r + 1}/{pairs}: regressed {rates} ({time.perf_counter() - started:.0f} s)")
+            progress(f"round {r + 1}/{rounds_of_pairs}: regressed {rates} ({time.perf_counter() - started:.0f} s)")
 
-    summary = summarize_gate_check(decisions)
-    noisy = sum(robust_cv(run.calibration_ms) > CALIBRATION_CV_LIMIT for run in runs)
-    machine = {
-        "loadavg_start": load_start,
-        "loadavg_end": os.getloadavg(),
-        "runs": len(runs),
-        "runs_calibration_too_noisy": noisy,
-        "calibration_cv_limit": CALIBRATION_CV_LIMIT,
-    }
-    per_case = {cid: summarize_gate_check([d for d in decisions if d["case"] == cid])["kinds"] for cid in cases}
+    main = decisions[threshold]
+    per_case = {cid: summarize_gate_check([d for d in main if d["case"] == cid])["kinds"] for cid in cases}
     return {
         "settings": {
             "arch": arch,
             "backends": list(backends),
             "input_size": input_size,
-            "pairs": pairs,
+            "rounds_of_pairs": rounds_of_pairs,
             "rounds_done": rounds_done,
             "max_minutes": max_minutes,
             "rounds": rounds,
             "warmup": warmup,
+            "pairs": pairs,
             "blocks": blocks,
             "fractions": list(fractions),
             "threshold": threshold,
             "alpha": alpha,
             "threads": threads,
             "seed": seed,
-            "timing": "pytest_benchmark BenchmarkFixture.pedantic(iterations=1)",
+            "timing": "pytest_benchmark BenchmarkFixture.pedantic(iterations=1), then measure.reference.time_pairs",
+            "reference": next(iter(cases.values()))["reference"].description if cases else None,
         },
-        "cases": {cid: {"reference_ms": c["reference_ms"], "per_kind": per_case[cid]} for cid, c in cases.items()},
-        "pairs": decisions,
+        "cases": {cid: {"per_kind": per_case[cid]} for cid in cases},
+        "pairs": main,
         "runs": [asdict(run) for run in runs],
-        "summary": summary,
-        "machine": machine,
+        "summary": summarize_gate_check(main),
+        "other_thresholds": {str(t): {"summary": summarize_gate_check(decisions[t]), "pairs": decisions[t]}
+                             for t in thresholds[1:]},
+        "machine": {"loadavg_start": load_start, "loadavg_end": os.getloadavg(), "runs": len(runs)},
         "wall_s": time.perf_counter() - started,
     }
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``gate-check`` on the CLI's subparsers."""
+    from resnetbench.config import LATENCY_DEFAULTS
+
     p = subparsers.add_parser(
         "gate-check",
         help="measure the latency gate's false-positive and detection rates on this machine (exit 0: targets met)",
         description="Time A/A pairs and injected 10%%/20%% slowdowns of small cases and run each pair "
         "through the regression gate; exit 0 when the gate meets its targets, 1 when it does not.",
     )
-    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--arch", default="resnet34",
+                   help="default resnet34: a different network from the latency reference (ResNet-18)")
     p.add_argument("--backends", nargs="+", default=["eager", "onnxruntime"], metavar="BACKEND")
     p.add_argument("--input-size", type=int, default=64)
-    p.add_argument(
-        "--pairs",
-        type=int,
-        default=50,
-        help="rounds per case; each gives one A/A and one pair per slowdown (default 50)",
-    )
-    p.add_argument("--rounds", type=int, default=60, help="timed samples per run (default 60)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls before each run's samples (default 5)")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=DEFAULT_THRESHOLD,
-        help=f"the gate's threshold (default {DEFAULT_THRESHOLD}, as `resnetbench compare`)",
-    )
+    p.add_argument("--comparisons", type=int, default=50,
+                   help="rounds per case; each gives one A/A comparison and one per slowdown (default 50)")
+    p.add_argument("--rounds", type=int, default=LATENCY_DEFAULTS["rounds"],
+                   help=f"plain-loop samples per run (default {LATENCY_DEFAULTS['rounds']}, as the matrix)")
+    p.add_argument("--pairs", type=int, default=LATENCY_DEFAULTS["pairs"],
+                   help=f"reference/case pairs per run (default {LATENCY_DEFAULTS['pairs']}, as the matrix)")
+    p.add_argument("--blocks", type=int, default=LATENCY_DEFAULTS["blocks"],
+                   help=f"blocks the pairs are cut into (default {LATENCY_DEFAULTS['blocks']}, as the matrix)")
+    p.add_argument("--warmup", type=int, default=LATENCY_DEFAULTS["warmup"],
+                   help=f"untimed calls before each phase (default {LATENCY_DEFAULTS['warmup']})")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"the gate's threshold (default {DEFAULT_THRESHOLD}, as `resnetbench compare`)")
+    p.add_argument("--also-threshold", type=float, nargs="*", default=[0.05], metavar="T",
+                   help="also report the rates at these thresholds, from the same runs (default 0.05)")
     p.add_argument("--alpha", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=None, help="default: physical cores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--max-minutes",
         type=float,
-        default=20.0,
-        help="stop adding rounds after this long (default 20; a quiet 2-core machine needs about 3)",
+        default=30.0,
+        help="stop adding rounds after this long (default 30; a quiet 2-core machine needs about 10)",
     )
     p.add_argument(
         "--cache-dir", default=None, help="artifact cache (default: $RESNETBENCH_CACHE or .resnetbench-cache)"
@@ -544,19 +533,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--latency-input-size",
         type=int,
         default=224,
-        help="input size of the full latency case timed at the end (default 224; 0 skips it)",
+        help="input size of the ResNet-18 latency case timed at the end (default 224; 0 skips it)",
     )
     p.add_argument("--json", default=None, metavar="PATH", help="also write everything measured here")
     p.set_defaults(func=main)
     return p
 
 
+def _print_case_lines(result: dict[str, Any]) -> None:
+    for cid, info in result["cases"].items():
+        kinds = "; ".join(
+            f"{k} {v['regressed']}/{v['n']} err {v['mean_abs_ratio_error']:.4f}" for k, v in info["per_kind"].items()
+        )
+        print(f"  {cid}: {kinds}")
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``gate-check`` from parsed arguments; 0 when every target holds, 1 otherwise."""
     from resnetbench.cache import default_cache_dir
 
-    if args.pairs < 1 or args.rounds < 1:
-        print("resnetbench gate-check: error: --pairs and --rounds must be >= 1", file=sys.stderr)
+    if min(args.comparisons, args.rounds, args.pairs, args.blocks) < 1 or args.blocks > args.pairs:
+        print("resnetbench gate-check: error: --comparisons, --rounds, --pairs and --blocks must be >= 1, "
+              "and --blocks at most --pairs", file=sys.stderr)
         return 2
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
 
@@ -567,10 +565,13 @@ def main(args: argparse.Namespace) -> int:
         args.arch,
         tuple(args.backends),
         args.input_size,
-        args.pairs,
+        args.comparisons,
         args.rounds,
         args.warmup,
+        args.pairs,
+        args.blocks,
         threshold=args.threshold,
+        also_thresholds=tuple(args.also_threshold),
         alpha=args.alpha,
         cache_dir=cache_dir,
         threads=args.threads,
@@ -581,31 +582,28 @@ def main(args: argparse.Namespace) -> int:
     summary = result["summary"]
     s = result["settings"]
     print(
-        f"gate-check: {', '.join(result['cases'])}; {s['pairs']} rounds per case, {s['rounds']} samples per run, "
-        f"threshold {s['threshold']:.0%}, alpha {s['alpha']}, {s['threads']} threads, {result['wall_s']:.0f} s"
+        f"gate-check: {', '.join(result['cases'])}; {s['rounds_done']} rounds per case, {s['rounds']} samples + "
+        f"{s['pairs']} reference pairs in {s['blocks']} blocks per run, alpha {s['alpha']}, {s['threads']} threads, "
+        f"{result['wall_s']:.0f} s"
     )
+    print(f"reference: {s['reference']}")
+    print(f"threshold {s['threshold']:.0%} (the gate's default):")
     print(format_table(target_rows(summary)))
+    _print_case_lines(result)
+    for t, other in result["other_thresholds"].items():
+        print(f"threshold {float(t):.0%} (same runs, for comparison):")
+        print(format_table(target_rows(other["summary"])))
     m = result["machine"]
-    print(
-        f"  machine: load average {m['loadavg_start'][0]:.1f} at start, {m['loadavg_end'][0]:.1f} at end; "
-        f"{m['runs_calibration_too_noisy']} of {m['runs']} runs had a calibration CV above "
-        f"{m['calibration_cv_limit']:.0%} (the gate calls their pairs inconclusive)"
-    )
-    if s["rounds_done"] < s["pairs"]:
-        print(f"  stopped after {s['rounds_done']} of {s['pairs']} rounds (--max-minutes {s['max_minutes']:g})")
-    for cid, info in result["cases"].items():
-        ref = info["reference_ms"]
-        kinds = "; ".join(
-            f"{k} {v['regressed']}/{v['n']} err {v['mean_abs_ratio_error']:.4f}" for k, v in info["per_kind"].items()
-        )
-        print(f"  {cid}: reference {min(ref):.2f}-{max(ref):.2f} ms; {kinds}")
+    print(f"  machine: load average {m['loadavg_start'][0]:.1f} at start, {m['loadavg_end'][0]:.1f} at end")
+    if s["rounds_done"] < s["rounds_of_pairs"]:
+        print(f"  stopped after {s['rounds_done']} of {s['rounds_of_pairs']} rounds (--max-minutes {s['max_minutes']:g})")
     if args.latency_input_size:
-        lat = latency_case_wall(args.arch, args.backends[0], args.latency_input_size, cache_dir, s["threads"])
+        lat = latency_case_wall("resnet18", args.backends[0], args.latency_input_size, cache_dir, s["threads"])
         result["latency_case"] = lat
         print(
             f"latency case {lat['case']} at {lat['input_size']}x{lat['input_size']} "
-            f"(warm-up {lat['warmup']} + {lat['rounds']} rounds, median {lat['median_ms']:.1f} ms): "
-            f"timing {lat['timing_s']:.2f} s, whole test_latency {lat['test_s']:.2f} s "
+            f"(warm-up {lat['warmup']}, {lat['rounds']} rounds, {lat['pairs']} reference pairs; median "
+            f"{lat['median_ms']:.1f} ms): timing {lat['timing_s']:.2f} s, whole test_latency {lat['test_s']:.2f} s "
             f"(target < {lat['target_s']:.0f} s: {'met' if lat['meets_target'] else 'MISSED'}); "
             f"build {lat['build_s']:.2f} s ({'cached' if lat['cached_build'] else 'cold'})"
         )

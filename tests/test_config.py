@@ -364,7 +364,7 @@ def test_minimal_matrix_loads_with_defaults(tmp_path: Path) -> None:
     assert cfg.seed == 0
     assert cfg.threads is None
     assert cfg.allow_slow is False
-    assert cfg.latency == {"warmup": 5, "rounds": 60, "blocks": 10}
+    assert cfg.latency == {"warmup": 5, "rounds": 60, "pairs": 48, "blocks": 8}
     assert cfg.tolerances == {} and cfg.cache == {} and cfg.architectures == {}
     [case] = expand(cfg)
     assert case.id == "resnet18-fp32-none-eager-b1"
@@ -375,9 +375,16 @@ def test_partial_settings_keep_other_defaults(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(MINIMAL + "latency: {rounds: 7}\ngate: {threshold: 0.2}\nseed: 11\n", encoding="utf-8")
     cfg = load_config(path)
-    assert cfg.latency == {"warmup": 5, "rounds": 7, "blocks": 10}
+    assert cfg.latency == {"warmup": 5, "rounds": 7, "pairs": 48, "blocks": 8}
     assert cfg.gate == {"threshold": 0.2}
     assert cfg.weights == {"source": "random", "seed": 11}
+
+
+def test_more_blocks_than_pairs_is_refused_with_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(MINIMAL + "latency:\n  pairs: 4\n  blocks: 6\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"m\.yaml:\d+: latency: blocks \(6\) cannot exceed pairs \(4\)"):
+        load_config(path)
 
 
 def test_relative_paths_resolve_against_the_matrix_file(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_busy_wait_lasts_at_least_the_requested_time() -> None:
 def test_slowed_runner_lengthens_a_call_by_the_requested_fraction(fraction: float) -> None:
     base_s = 0.010
     inner = SpinRunner(base_s)
-    slowed = SlowedRunner(inner, fraction * base_s)
+    slowed = SlowedRunner(inner, fraction)
     native = slowed.prepare(1)
     assert native == ("prepared", 1)
     assert slowed.to_logits(2) == ("logits", 2)
@@ -96,7 +96,7 @@ def test_round_order_holds_every_kind_once_and_varies() -> None:
 
 def test_pairs_of_round_compare_slowed_runs_to_unmodified_ones() -> None:
     runs = {
-        k: GateRun("c", k, 0.0, [float(i + 1)] * 10, [1.0] * 10) for i, k in enumerate(["a", "b", "slow10", "slow20"])
+        k: GateRun("c", k, 0.0, [float(i + 1)] * 10) for i, k in enumerate(["a", "b", "slow10", "slow20"])
     }
     pairs = pairs_of_round("c", runs, (0.10, 0.20), ["slow20", "b", "slow10", "a"])
     assert [(kind, base.kind, cur.kind) for kind, base, cur in pairs] == [
@@ -196,9 +196,13 @@ def test_cache_matrix_has_twenty_distinct_cases() -> None:
 def test_gate_check_runs_end_to_end_on_a_tiny_case(tmp_path: Any) -> None:
     from resnetbench.gatecheck import run_gate_check
 
-    result = run_gate_check("resnet18", ("eager",), input_size=32, pairs=2, rounds=12, warmup=2, cache_dir=tmp_path)
+    result = run_gate_check("resnet18", ("eager",), input_size=32, rounds_of_pairs=2, rounds=12, warmup=2, pairs=8,
+                            blocks=4, also_thresholds=(0.05,), cache_dir=tmp_path)
     kinds = result["summary"]["kinds"]
     assert {k: v["n"] for k, v in kinds.items()} == {"aa": 2, "slow10": 2, "slow20": 2}
     assert len(result["runs"]) == 2 * 4
+    assert all(len(r["paired"]["case_ms"]) == 8 and r["paired"]["blocks"] == 4 for r in result["runs"])
     slowed = [r for r in result["runs"] if r["kind"] == "slow20"]
-    assert all(r["delay_ms"] > 0 for r in slowed)
+    assert all(r["fraction"] == 0.2 for r in slowed)
+    assert {d["threshold"] for d in result["other_thresholds"]["0.05"]["pairs"]} == {0.05}
+    assert "resnet18 fp32" in result["settings"]["reference"]

@@ -117,47 +117,43 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
 def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     from filelock import FileLock
 
-    from resnetbench.environment import ReferenceKernel
-    from resnetbench.measure.latency import BlockCalibration, count_flops, roofline, summarize
+    from resnetbench.measure.latency import count_flops, roofline, summarize
+    from resnetbench.measure.reference import reference_for, time_pairs
 
     _skip_if_slow(case, run_state)
     cfg = run_state.config
     x = torch.randn(case.batch, 3, cfg.input_size, cfg.input_size, generator=torch.Generator().manual_seed(cfg.seed))
     native = built.runner.prepare(x)
     warmup, rounds = cfg.latency["warmup"], cfg.latency["rounds"]
+    pairs, blocks = cfg.latency["pairs"], cfg.latency["blocks"]
     benchmark.extra_info.update({"case": case.id, "threads": run_state.threads})
+    key = ("reference", case.backend, case.batch, cfg.input_size)
+    if key not in run_state.memo:
+        run_state.memo[key] = reference_for(case.backend, case.batch, cfg.input_size, run_state.threads,
+                                            run_state.cache)
+    reference = run_state.memo[key]
     # Timed cases never overlap: under xdist every worker takes the same lock.
-    lock = FileLock(str(run_state.cache.root / "latency.lock"))
     run_state.cache.root.mkdir(parents=True, exist_ok=True)
-    if "reference_kernel" not in run_state.memo:
-        run_state.memo["reference_kernel"] = ReferenceKernel()
-    kernel = run_state.memo["reference_kernel"]
-    blocks = cfg.latency["blocks"]
-    with lock:
-        calibration = BlockCalibration(kernel, built.runner.run, native, warmup, rounds, blocks)
+    with FileLock(str(run_state.cache.root / "latency.lock")):
         start = time.perf_counter()
         if benchmark.disabled:
-            samples = _own_loop(built.runner.run, calibration, warmup, rounds)
+            samples = _own_loop(built.runner.run, native, warmup, rounds)
         else:
-            benchmark.pedantic(built.runner.run, setup=calibration.setup, warmup_rounds=warmup, rounds=rounds,
-                               iterations=1)
+            benchmark.pedantic(built.runner.run, args=(native,), warmup_rounds=warmup, rounds=rounds, iterations=1)
             samples = [s * 1e3 for s in benchmark.stats.stats.data]
         wall = time.perf_counter() - start
-        block_record = calibration.summary(samples)
-        gate = _gate(case, samples, block_record, run_state)
+        paired = {**time_pairs(reference, built.runner.run, native, pairs, warmup), "blocks": blocks}
+        gate = _gate(case, paired, run_state)
         if gate is not None and gate["decision"] == "inconclusive":
-            # Too noisy to decide: time the case again (twice the blocks) and decide on that.
-            calibration = BlockCalibration(kernel, built.runner.run, native, warmup, 2 * rounds, 2 * blocks)
-            samples = _own_loop(built.runner.run, calibration, warmup, 2 * rounds)
-            block_record = calibration.summary(samples)
-            gate = {**_gate(case, samples, block_record, run_state), "rerun": True}
+            # Too noisy to decide: time twice the pairs again and decide on those.
+            paired = {**time_pairs(reference, built.runner.run, native, 2 * pairs, warmup), "blocks": 2 * blocks}
+            gate = {**_gate(case, paired, run_state), "rerun": True}
     rec = summarize(samples, case.batch)
     key = ("flops", case.arch, case.compression, cfg.input_size, case.batch)
     if key not in run_state.memo:
         run_state.memo[key] = count_flops(built.fp32_model, torch.randn(case.batch, 3, cfg.input_size, cfg.input_size))
     flops = run_state.memo[key]
     env = run_state.environment
-    cal = statistics.median(block_record["calibration_ms"])
     rec.update(
         {
             **flops,
@@ -165,8 +161,8 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             **roofline(flops["flops"], rec["median_ms"], _peak_for(case.dtype, env)),
             "peak_basis": "bf16 matmul" if case.dtype == "bf16" else "fp32 matmul (int8/fp16 can exceed it)",
             "warmup": warmup,
-            "blocks": block_record,
-            "normalized_median": rec["median_ms"] / cal,
+            "paired": paired,
+            "reference_ratio": statistics.median(c / r for c, r in zip(paired["case_ms"], paired["reference_ms"], strict=True)),
             "threads": run_state.threads,
             "ran_alone": True,
             "wall_s": wall,
@@ -187,30 +183,27 @@ def _peak_for(dtype: str, env: dict[str, Any]) -> float | None:
     return env.get("peak_gflops")
 
 
-def _gate(case: Any, samples: list[float], blocks: dict[str, Any], run_state: Any) -> dict[str, Any] | None:
+def _gate(case: Any, paired: dict[str, Any], run_state: Any) -> dict[str, Any] | None:
     """The gate's latency decision against the baseline's record of this case, if any."""
-    from resnetbench.compare import decide_blocks, decide_latency, normalized_blocks
+    from resnetbench.compare import decide_blocks, normalized_blocks
 
     base = run_state.baseline_case(case.id)
-    if base is None or not base.get("latency", {}).get("samples_ms"):
+    if base is None:
         return None
-    threshold = run_state.gate_threshold()
-    base_blocks, cur_blocks = normalized_blocks(base["latency"]), normalized_blocks({"blocks": blocks})
-    if base_blocks is not None and cur_blocks is not None:
-        return decide_blocks(base_blocks, cur_blocks, threshold=threshold)
-    return decide_latency(base["latency"]["samples_ms"], samples, threshold=threshold)
+    base_blocks, cur_blocks = normalized_blocks(base.get("latency")), normalized_blocks({"paired": paired})
+    if base_blocks is None or cur_blocks is None:
+        return None  # the end-of-run comparison says why (no paired timings in the baseline)
+    return decide_blocks(base_blocks, cur_blocks, threshold=run_state.gate_threshold())
 
 
-def _own_loop(fn: Any, calibration: Any, warmup: int, rounds: int) -> list[float]:
-    """Time ``rounds`` calls as ``pedantic(setup=calibration.setup)`` does (setup untimed)."""
+def _own_loop(fn: Any, native: Any, warmup: int, rounds: int) -> list[float]:
+    """Time ``rounds`` calls as ``pedantic(iterations=1)`` does (``--benchmark-disable`` runs)."""
     for _ in range(warmup):
-        args, _ = calibration.setup()
-        fn(*args)
+        fn(native)
     samples = []
     for _ in range(rounds):
-        args, _ = calibration.setup()
         start = time.perf_counter()
-        fn(*args)
+        fn(native)
         samples.append((time.perf_counter() - start) * 1e3)
     return samples
 

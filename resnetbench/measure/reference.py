@@ -1,0 +1,93 @@
+"""The latency reference: a fixed ResNet-18 on the case's own backend, timed call by call next to the case.
+
+Why it exists. On the shared 2-core machines this suite runs on, the median latency of
+one unchanged model moves 10-20% from one run to the next (the machine's speed changes
+in steps every few seconds), far more than the 5-10% slowdowns the gate has to catch.
+Dividing by a reference timed in the same process only helps if the reference feels
+the machine exactly as the case does, and measurements here showed how much that
+depends on the reference:
+
+- one conv kernel timed once per run: run-to-run spread of the normalised median barely
+  smaller than without it;
+- a PyTorch ResNet-18 timed before each block of samples: 3% for eager PyTorch, but
+  6-14% for ONNX Runtime and OpenVINO (another runtime's threads, other kernels);
+- the same network *on the case's own runtime*, one reference call right before every
+  case call: 0.4% (eager), 0.9% (ONNX Runtime), 1.5% (OpenVINO) for ResNet-18 cases at
+  64x64, 0.7-2% for ResNet-34/50 cases, ~4% when the input size differs.
+
+So the reference is torchvision's ResNet-18 with seeded random weights, fp32, no
+compression, at the case's batch and input size, built by the case's backend with that
+backend's default settings (never the matrix's), through the artifact cache. Because it
+ignores the matrix and the weights, a pull request that changes a model, its weights,
+its compression or the matrix's backend settings does not move it. Library upgrades do,
+and they change the run's fingerprint, which ``compare`` flags.
+
+Timing protocol (``time_pairs``): after a warm-up, ``pairs`` times ``[reference call,
+case call]``, each call timed on its own. The gate works on ``log(case / reference)``
+per pair, summarised per block of consecutive pairs (``compare.normalized_blocks``).
+Calls timed right after a reference call run with caches the reference disturbed, so
+these case times are slower than a plain loop's (by 10-30% for tiny 64x64 models); the
+latency the suite reports comes from the plain pytest-benchmark loop instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REFERENCE_ARCH = "resnet18"
+
+
+@dataclass
+class ReferenceWorkload:
+    """A loaded reference: call ``run(native)`` to time one reference inference."""
+
+    backend: str
+    batch: int
+    input_size: int
+    runner: Any
+    native: Any
+
+    @property
+    def description(self) -> str:
+        return (f"{REFERENCE_ARCH} fp32, seeded random weights, {self.batch}x3x{self.input_size}x{self.input_size}, "
+                f"backend {self.backend} with its default settings")
+
+    def run(self) -> Any:
+        return self.runner.run(self.native)
+
+
+def reference_for(backend: str, batch: int, input_size: int, threads: int, cache: Any) -> ReferenceWorkload:
+    """Build (or fetch from the cache) and load the reference for cases of this backend, batch and size."""
+    import torch
+
+    from resnetbench.build import build_case
+    from resnetbench.config import Config
+    from resnetbench.matrix import Case
+
+    config = Config(path=Path("<latency reference>"), matrix={}, input_size=input_size)
+    built = build_case(config, Case(REFERENCE_ARCH, "fp32", "none", backend, batch), cache, threads)
+    x = torch.randn(batch, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    return ReferenceWorkload(backend, batch, input_size, built.runner, built.runner.prepare(x))
+
+
+def time_pairs(reference: ReferenceWorkload, run: Callable[[Any], Any], native: Any, pairs: int,
+               warmup: int) -> dict[str, Any]:
+    """Milliseconds of ``pairs`` reference calls, each followed by one timed case call."""
+    for _ in range(warmup):
+        reference.run()
+        run(native)
+    ref_ms, case_ms = [], []
+    clock = time.perf_counter
+    for _ in range(pairs):
+        start = clock()
+        reference.run()
+        middle = clock()
+        run(native)
+        end = clock()
+        ref_ms.append((middle - start) * 1e3)
+        case_ms.append((end - middle) * 1e3)
+    return {"reference": reference.description, "reference_ms": ref_ms, "case_ms": case_ms}

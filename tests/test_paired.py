@@ -1,0 +1,91 @@
+"""Paired reference timing and the block-level gate: machine drift shared by reference and case cancels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from resnetbench.compare import decide_blocks, normalized_blocks
+from resnetbench.measure.reference import ReferenceWorkload, time_pairs
+
+
+class Recorder:
+    """A runner that logs its calls (the reference and the case share one log)."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    def prepare(self, x):
+        return x
+
+    def run(self, native):
+        self.log.append(self.name)
+
+
+def test_each_case_call_follows_one_reference_call_and_warmup_is_not_recorded():
+    log: list[str] = []
+    reference = ReferenceWorkload("eager", 1, 64, Recorder("ref", log), None)
+    case = Recorder("case", log)
+    out = time_pairs(reference, case.run, None, pairs=5, warmup=2)
+    assert log == ["ref", "case"] * 7
+    assert len(out["reference_ms"]) == len(out["case_ms"]) == 5
+    assert all(t >= 0 for t in out["reference_ms"] + out["case_ms"])
+    assert "resnet18 fp32" in out["reference"] and "eager" in out["reference"]
+
+
+def test_blocks_are_medians_of_pair_ratios():
+    paired = {"reference_ms": [1, 1, 2, 2, 4, 4], "case_ms": [2, 2, 3, 5, 8, 8], "blocks": 3}
+    assert np.allclose(normalized_blocks({"paired": paired}), [2.0, np.sqrt(1.5 * 2.5), 2.0])
+
+
+def simulated_runs(rng, n_runs, shift=1.0, pairs=48, blocks=8, step_sd=0.15, pair_sd=0.04, run_bias_sd=0.005):
+    """Pairs on a machine whose speed changes in steps (seen by both calls) plus noise neither shares."""
+    out = []
+    for _ in range(n_runs):
+        speed = np.repeat(np.exp(rng.normal(0, step_sd, 4)), pairs // 4)
+        bias = np.exp(rng.normal(0, run_bias_sd))
+        ref = 5 * speed * np.exp(rng.normal(0, pair_sd, pairs))
+        case = 10 * shift * bias * speed * np.exp(rng.normal(0, pair_sd, pairs))
+        out.append(normalized_blocks({"paired": {"reference_ms": list(ref), "case_ms": list(case), "blocks": blocks}}))
+    return out
+
+
+def test_block_gate_error_rates_under_steps_in_machine_speed():
+    rng = np.random.default_rng(0)
+    aa = [decide_blocks(a, b, rng_seed=i)["decision"]
+          for i, (a, b) in enumerate(zip(simulated_runs(rng, 200), simulated_runs(rng, 200), strict=True))]
+    assert aa.count("regressed") == 0
+    for shift, minimum in ((1.1, 80), (1.2, 95)):
+        slow = [decide_blocks(a, b, rng_seed=i) for i, (a, b) in
+                enumerate(zip(simulated_runs(rng, 100), simulated_runs(rng, 100, shift), strict=True))]
+        assert sum(r["decision"] == "regressed" for r in slow) >= minimum
+        assert np.mean([abs(r["ratio"] - shift) for r in slow]) < 0.02
+
+
+def test_without_the_reference_the_same_runs_are_too_noisy_to_gate():
+    """The check above fails once the pairing is removed: it is the pairing that makes the gate work."""
+    rng = np.random.default_rng(0)
+    decisions = []
+    for i in range(100):
+        a, b = (np.exp(rng.normal(0, 0.15)) * np.exp(rng.normal(0, 0.03, 8)) for _ in range(2))
+        decisions.append(decide_blocks(a, 1.2 * b, rng_seed=i)["decision"])
+    assert decisions.count("regressed") < 95
+
+
+def test_too_few_blocks_is_inconclusive():
+    assert decide_blocks([1, 1, 1], [2, 2, 2])["decision"] == "inconclusive"
+
+
+@pytest.mark.parametrize(
+    "paired",
+    [
+        None,
+        {"reference_ms": [1, 2], "case_ms": [1], "blocks": 1},
+        {"reference_ms": [1, 0], "case_ms": [1, 1], "blocks": 1},
+        {"reference_ms": [1, 1], "case_ms": [1, 1], "blocks": 3},
+        {"reference_ms": [1, 1], "case_ms": [1, "x"], "blocks": 1},
+        {"reference_ms": [1, 1], "case_ms": [1, 1], "blocks": True},
+    ],
+)
+def test_missing_or_broken_pairs_are_not_used(paired):
+    assert normalized_blocks(None if paired is None else {"paired": paired}) is None
