@@ -76,12 +76,43 @@ def busy_wait(seconds: float) -> None:
         pass
 
 
-class SlowedRunner:
-    """A runner whose ``run`` does the real work, then busy-waits ``fraction`` times as long again."""
+def pool_busy_wait(seconds: float) -> None:
+    """Keep PyTorch's thread pool computing for ``seconds``: small matrix products until the deadline."""
+    import torch
 
-    def __init__(self, inner: Any, fraction: float) -> None:
+    a = _POOL_OPERANDS.get("a")
+    if a is None:
+        a = _POOL_OPERANDS["a"] = torch.randn(96, 96, generator=torch.Generator().manual_seed(0))
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        torch.mm(a, a)
+
+
+_POOL_OPERANDS: dict[str, Any] = {}
+TORCH_BACKENDS = frozenset({"eager", "torchscript", "compile", "cuda", "tensorrt"})
+
+
+def wait_for(backend: str) -> Callable[[float], None]:
+    """How a slowdown is injected into a backend's calls so that it behaves like more compute.
+
+    Measured here (ResNet-34 at 64x64, 12 A vs slow20 run pairs each, mean estimated ratio
+    for a true 1.20): a single-threaded spin after each eager call reads 1.178, because the
+    pool's second core sits idle during the spin and the next call pays to wake it; keeping
+    PyTorch's pool busy instead reads 1.199. ONNX Runtime's sessions stop their threads
+    after each run anyway, and a single-threaded spin reads 1.207 there, while PyTorch
+    work in between (its threads still spinning) wrecked the ONNX Runtime reference
+    (0.94 +- 0.13). So: PyTorch backends keep PyTorch's pool busy, the others spin.
+    """
+    return pool_busy_wait if backend in TORCH_BACKENDS else busy_wait
+
+
+class SlowedRunner:
+    """A runner whose ``run`` does the real work, then waits ``fraction`` times as long again."""
+
+    def __init__(self, inner: Any, fraction: float, wait: Callable[[float], None] = busy_wait) -> None:
         self.inner = inner
         self.fraction = fraction
+        self.wait = wait
 
     def prepare(self, x: Any) -> Any:
         return self.inner.prepare(x)
@@ -89,7 +120,7 @@ class SlowedRunner:
     def run(self, native: Any) -> Any:
         start = time.perf_counter()
         out = self.inner.run(native)
-        busy_wait(self.fraction * (time.perf_counter() - start))
+        self.wait(self.fraction * (time.perf_counter() - start))
         return out
 
     def to_logits(self, out: Any) -> Any:
@@ -268,17 +299,18 @@ def target_rows(summary: dict[str, Any], targets: dict[str, Any] = GATE_TARGETS)
         err = info["mean_abs_ratio_error"]
         if kind == "aa":
             fp_max, n_min = targets["false_positive_rate_max"], targets["min_aa_pairs"]
-            target = f"FP <= {fp_max:.0%}, n >= {n_min}"
-            ok = info["rate"] <= fp_max and info["n"] >= n_min
+            target = f"FP < {fp_max:.0%}, n >= {n_min}"
+            ok = info["rate"] < fp_max and info["n"] >= n_min
             if info["n"] < n_min:
                 notes.append(f"only {info['n']} comparisons")
         else:
             minimum = targets["detection_rate_min"].get(kind)
             parts = [f"detect >= {minimum:.0%}"] if minimum is not None else []
-            parts.append(f"|err| <= {limit}")
+            within_min = targets["within_ratio_error_min"]
+            parts.append(f"|err| <= {limit} ({within_min:.0%})")
             target = ", ".join(parts)
             detect_ok = minimum is None or info["rate"] >= minimum
-            err_ok = err is not None and err <= limit
+            err_ok = err is not None and err <= limit and info["within_ratio_error"] >= within_min
             ok = detect_ok and err_ok
             if not err_ok:
                 notes.append("ratio error too large")
@@ -307,7 +339,7 @@ def target_rows(summary: dict[str, Any], targets: dict[str, Any] = GATE_TARGETS)
 
 def format_table(rows: list[Row]) -> str:
     """The verdict table as fixed-width text."""
-    head = f"{'kind':<7} {'comparisons':>11} {'regressed':>9} {'rate':>7} {'mean|err|':>9} {'<=0.03':>7}  {'target':<26} {'ok':<4} decisions"
+    head = f"{'kind':<7} {'comparisons':>11} {'regressed':>9} {'rate':>7} {'mean|err|':>9} {'<=0.03':>7}  {'target':<36} {'ok':<4} decisions"
     lines = [head, "-" * len(head)]
     for r in rows:
         err = "-" if r.mean_abs_ratio_error is None else f"{r.mean_abs_ratio_error:.4f}"
@@ -315,7 +347,7 @@ def format_table(rows: list[Row]) -> str:
         decisions = ", ".join(f"{k} {v}" for k, v in sorted(r.decisions.items()))
         note = f" ({'; '.join(r.notes)})" if r.notes else ""
         lines.append(
-            f"{r.kind:<7} {r.n:>11} {r.regressed:>9} {r.rate:>7.1%} {err:>9} {within:>7}  {r.target:<26} "
+            f"{r.kind:<7} {r.n:>11} {r.regressed:>9} {r.rate:>7.1%} {err:>9} {within:>7}  {r.target:<36} "
             f"{'yes' if r.ok else 'NO':<4} {decisions}{note}"
         )
     return "\n".join(lines)
@@ -423,7 +455,8 @@ def run_gate_check(
         built = _build(arch, backend, input_size, cache_dir, threads)
         reference = reference_for(backend, 1, input_size, threads, ArtifactCache(cache_dir))
         x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(seed))
-        cases[built.case.id] = {"runner": built.runner, "native": built.runner.prepare(x), "reference": reference}
+        cases[built.case.id] = {"runner": built.runner, "native": built.runner.prepare(x), "reference": reference,
+                                "wait": wait_for(backend)}
         progress(f"built {built.case.id} and its reference (cached: {built.conversion.get('cached')})")
 
     fraction_of = {kind_name(f): f for f in fractions}
@@ -442,7 +475,7 @@ def run_gate_check(
             got: dict[str, GateRun] = {}
             for kind in order:
                 fraction = fraction_of.get(kind, 0.0)
-                runner = SlowedRunner(c["runner"], fraction) if fraction else c["runner"]
+                runner = SlowedRunner(c["runner"], fraction, c["wait"]) if fraction else c["runner"]
                 got[kind] = collect_run(runner, c["native"], c["reference"], warmup, rounds, pairs, blocks, cid,
                                         kind, fraction)
             runs.extend(got.values())

@@ -76,8 +76,11 @@ def reference_for(backend: str, batch: int, input_size: int, threads: int, cache
 
 def time_pairs(reference: ReferenceWorkload, run: Callable[[Any], Any], native: Any, pairs: int,
                warmup: int) -> dict[str, Any]:
-    """Milliseconds of ``pairs`` reference calls, each followed by one timed case call."""
-    for _ in range(warmup):
+    """Milliseconds of ``pairs`` reference calls, each followed by one timed case call.
+
+    ``warmup`` untimed pairs come first (at most 2: the case is warm from the plain loop).
+    """
+    for _ in range(min(warmup, 2)):
         reference.run()
         run(native)
     ref_ms, case_ms = [], []
