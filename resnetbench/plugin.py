@@ -48,8 +48,10 @@ class RunState:
     baseline: dict[str, Any] | None = None
 
     def gate_threshold(self) -> float:
-        """The matrix's gate threshold; 10% against a stored baseline by default."""
-        return float(self.config.gate.get("threshold", 0.10))
+        """The matrix's gate threshold; ``compare.DEFAULT_THRESHOLD`` (10%) by default."""
+        from resnetbench.compare import DEFAULT_THRESHOLD
+
+        return float(self.config.gate.get("threshold", DEFAULT_THRESHOLD))
 
     def baseline_case(self, case_id: str) -> dict[str, Any] | None:
         """The baseline's record of a case, if a baseline was given and has it."""
