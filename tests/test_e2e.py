@@ -16,7 +16,7 @@ matrix:
   backend: [eager, onnxruntime]
 input_size: 32
 dataset: {name: synthetic, samples: 16}
-latency: {warmup: 1, rounds: 5}
+latency: {warmup: 1, rounds: 5, pairs: 8, blocks: 4}
 claims: false
 """
 
@@ -74,6 +74,9 @@ def test_small_matrix_passes_and_writes_results(run_matrix):
         assert top1["meaningful"] is False
         assert len(case["latency"]["samples_ms"]) == 5
         assert case["latency"]["p90_ms"] is None  # 5 samples are too few for a p90
+        paired = case["latency"]["paired"]
+        assert len(paired["reference_ms"]) == len(paired["case_ms"]) == 8 and paired["blocks"] == 4
+        assert f"backend {case['backend']}" in paired["reference"]  # the reference runs on the case's backend
         assert case["conversion"]["export_s"] is not None
     assert cases["resnet18-fp32-none-onnxruntime-b1"]["size"]["artifact_files"].keys() == {"model.onnx", "model.onnx.data"}
     env = data["environment"]
