@@ -51,6 +51,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from resnetbench.compare import (
+    BLOCK_ALPHA,
     DEFAULT_THRESHOLD,
     GATE_TARGETS,
     decide_blocks,
@@ -424,7 +425,7 @@ def run_gate_check(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     threshold: float = DEFAULT_THRESHOLD,
     also_thresholds: Sequence[float] = (),
-    alpha: float = 0.01,
+    alpha: float = BLOCK_ALPHA,
     cache_dir: Path = Path(".resnetbench-cache"),
     threads: int | None = None,
     seed: int = 0,
@@ -508,7 +509,7 @@ def run_gate_check(
             "threads": threads,
             "seed": seed,
             "timing": "pytest_benchmark BenchmarkFixture.pedantic(iterations=1), then measure.reference.time_pairs",
-            "reference": next(iter(cases.values()))["reference"].description if cases else None,
+            "reference": {cid: c["reference"].description for cid, c in cases.items()},
         },
         "cases": {cid: {"per_kind": per_case[cid]} for cid in cases},
         "pairs": main,
@@ -549,7 +550,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"the gate's threshold (default {DEFAULT_THRESHOLD}, as `resnetbench compare`)")
     p.add_argument("--also-threshold", type=float, nargs="*", default=[0.05], metavar="T",
                    help="also report the rates at these thresholds, from the same runs (default 0.05)")
-    p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--alpha", type=float, default=BLOCK_ALPHA, help=f"the rank test's level (default {BLOCK_ALPHA}, as the gate)")
     p.add_argument("--threads", type=int, default=None, help="default: physical cores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -618,7 +619,8 @@ def main(args: argparse.Namespace) -> int:
         f"{s['pairs']} reference pairs in {s['blocks']} blocks per run, alpha {s['alpha']}, {s['threads']} threads, "
         f"{result['wall_s']:.0f} s"
     )
-    print(f"reference: {s['reference']}")
+    for cid, reference in s["reference"].items():
+        print(f"reference of {cid}: {reference}")
     print(f"threshold {s['threshold']:.0%} (the gate's default):")
     print(format_table(target_rows(summary)))
     _print_case_lines(result)

@@ -215,4 +215,4 @@ def test_gate_check_runs_end_to_end_on_a_tiny_case(tmp_path: Any) -> None:
     slowed = [r for r in result["runs"] if r["kind"] == "slow20"]
     assert all(r["fraction"] == 0.2 for r in slowed)
     assert {d["threshold"] for d in result["other_thresholds"]["0.05"]["pairs"]} == {0.05}
-    assert "resnet18 fp32" in result["settings"]["reference"]
+    assert "resnet18 fp32" in result["settings"]["reference"]["resnet18-fp32-none-eager-b1"]
