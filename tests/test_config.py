@@ -364,7 +364,7 @@ def test_minimal_matrix_loads_with_defaults(tmp_path: Path) -> None:
     assert cfg.seed == 0
     assert cfg.threads is None
     assert cfg.allow_slow is False
-    assert cfg.latency == {"warmup": 5, "rounds": 30, "pairs": 40, "blocks": 8}
+    assert cfg.latency == {"warmup": 5, "rounds": 20, "pairs": 40, "blocks": 8}
     assert cfg.tolerances == {} and cfg.cache == {} and cfg.architectures == {}
     [case] = expand(cfg)
     assert case.id == "resnet18-fp32-none-eager-b1"
