@@ -380,13 +380,13 @@ def decide_blocks(
     min_blocks: int = MIN_BLOCKS,
     n_boot: int = N_BOOT,
 ) -> dict[str, Any]:
-    """The gate on calibrated block medians (``normalized_blocks``): blocks, not samples, are the unit.
+    """The gate on blocks of case/reference ratios (``normalized_blocks``): blocks, not pairs, are the unit.
 
-    Samples within one run are not independent of the run's machine state, so a test on
-    samples is over-confident (gate-check measured 15-18% A/A false alarms that way on
-    these machines). Each block is normalised by a reference workload timed just before
-    it; the bootstrap and the rank test resample blocks, so drift within and between
-    runs widens the interval as it should.
+    Timings within one run are not independent of the run's machine state, so a test on
+    single samples is over-confident (gate-check measured 15-18% A/A false alarms that way
+    on these machines). Each block's value is the median case/reference ratio of its
+    pairs; the bootstrap and the rank test resample blocks, so drift within a run widens
+    the interval as it should. Returns the same record as ``decide_latency``.
     """
     base = _as_samples(base_blocks, "baseline blocks")
     cur = _as_samples(cur_blocks, "current blocks")
