@@ -183,3 +183,10 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -
     }
     info = {**comp_info, **quant_info, **{k: v for k, v in meta.items() if k in ("quantizer", "ops", "calibration_samples")}}
     return Built(case, model, entry, files_bytes(entry, meta["files"]), meta, runner, info, fp32_model, inventory(fp32_model), notes, conversion)
+
+
+def build_default(arch: str, backend: str, batch: int, input_size: int, cache: ArtifactCache, threads: int,
+                  origin: str) -> Built:
+    """An fp32, uncompressed case with every setting at its default (no matrix file; ``origin`` names the caller)."""
+    config = Config(path=Path(origin), matrix={}, input_size=input_size)
+    return build_case(config, Case(arch, "fp32", "none", backend, batch), cache, threads)

@@ -717,11 +717,9 @@ def _compare_case(
 
     sb, sc = _latency_inputs(b, "baseline"), _latency_inputs(c, "current")
     blocks_b, blocks_c = normalized_blocks(b.get("latency")), normalized_blocks(c.get("latency"))
+    lat: dict[str, Any] | None = None
     if blocks_b is not None and blocks_c is not None:
         lat = decide_blocks(blocks_b, blocks_c, threshold=threshold, alpha=alpha or BLOCK_ALPHA, rng_seed=rng_seed)
-        record.update(latency=lat, ratio=lat["ratio"], ci=lat["ci"], p_value=lat["p_value"])
-        {"regressed": regressions, "improved": improved, "inconclusive": inconclusive,
-         "unchanged": notes}[lat["decision"]].append(f"latency {lat['reason']}")
     elif sb is not None and sc is not None:
         if cal_b is not None and cal_c is not None:
             cb: Any = cal_b[1] if cal_b[1] is not None else cal_b[0]
@@ -730,14 +728,10 @@ def _compare_case(
             cb = cc = 1.0
             notes.append("no calibration on a side: raw times compared")
         lat = decide_latency(sb, sc, cb, cc, threshold=threshold, alpha=alpha or SAMPLE_ALPHA, rng_seed=rng_seed)
+    if lat is not None:
         record.update(latency=lat, ratio=lat["ratio"], ci=lat["ci"], p_value=lat["p_value"])
-        target = {
-            "regressed": regressions,
-            "improved": improved,
-            "inconclusive": inconclusive,
-            "unchanged": notes,
-        }[lat["decision"]]
-        target.append(f"latency {lat['reason']}")
+        {"regressed": regressions, "improved": improved, "inconclusive": inconclusive,
+         "unchanged": notes}[lat["decision"]].append(f"latency {lat['reason']}")
     elif sb is not None or sc is not None:
         missing = "current" if sc is None else "baseline"
         if ob != "skipped" and oc != "skipped":

@@ -50,6 +50,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from resnetbench.build import TORCH_BACKENDS
 from resnetbench.compare import (
     BLOCK_ALPHA,
     DEFAULT_THRESHOLD,
@@ -58,6 +59,7 @@ from resnetbench.compare import (
     normalized_blocks,
     summarize_gate_check,
 )
+from resnetbench.measure.latency import own_loop
 from resnetbench.results import write_atomic
 
 DEFAULT_FRACTIONS = (0.10, 0.20)
@@ -90,7 +92,6 @@ def pool_busy_wait(seconds: float) -> None:
 
 
 _POOL_OPERANDS: dict[str, Any] = {}
-TORCH_BACKENDS = frozenset({"eager", "torchscript", "compile", "cuda", "tensorrt"})
 
 
 def wait_for(backend: str) -> Callable[[float], None]:
@@ -126,18 +127,6 @@ class SlowedRunner:
 
     def to_logits(self, out: Any) -> Any:
         return self.inner.to_logits(out)
-
-
-def own_loop(fn: Callable[[Any], Any], arg: Any, warmup: int, rounds: int) -> list[float]:
-    """Milliseconds per call, timed exactly as ``pedantic(iterations=1)`` times them."""
-    for _ in range(warmup):
-        fn(arg)
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn(arg)
-        samples.append((time.perf_counter() - start) * 1e3)
-    return samples
 
 
 class _QuietLogger:
@@ -357,13 +346,10 @@ def format_table(rows: list[Row]) -> str:
 
 
 def _build(arch: str, backend: str, input_size: int, cache_dir: Path, threads: int) -> Any:
-    from resnetbench.build import build_case
+    from resnetbench.build import build_default
     from resnetbench.cache import ArtifactCache
-    from resnetbench.config import Config
-    from resnetbench.matrix import Case
 
-    config = Config(path=Path("<gate-check>"), matrix={}, input_size=input_size)
-    return build_case(config, Case(arch, "fp32", "none", backend, 1), ArtifactCache(cache_dir), threads)
+    return build_default(arch, backend, 1, input_size, ArtifactCache(cache_dir), threads, "<gate-check>")
 
 
 def latency_case_wall(

@@ -13,6 +13,7 @@ import os
 import time
 
 from resnetbench import build
+from resnetbench.measure.reference import REFERENCE_ORIGIN
 
 FACTOR = float(os.environ.get("RB_INJECT_SLOWDOWN", "0"))
 
@@ -39,7 +40,7 @@ if FACTOR:
     def build_slowed_case(config, case, cache, threads):
         built = original(config, case, cache, threads)
         # The model under test gets slower; the latency reference (built from no matrix file) does not.
-        if config.path.name != "<latency reference>":
+        if str(config.path) != REFERENCE_ORIGIN:
             built.runner = Slowed(built.runner)
         return built
 

@@ -31,6 +31,20 @@ def summarize(samples_ms: list[float], batch: int) -> dict[str, Any]:
     }
 
 
+def own_loop(fn: Any, arg: Any, warmup: int, rounds: int) -> list[float]:
+    """Milliseconds per call, timed as ``pedantic(iterations=1)`` times them (``--benchmark-disable`` runs)."""
+    import time
+
+    for _ in range(warmup):
+        fn(arg)
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn(arg)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
 def roofline(flops: int, median_ms: float, peak_gflops: float | None) -> dict[str, Any]:
     """Achieved GFLOP/s and the share of the machine's measured peak."""
     achieved = flops / (median_ms / 1e3) / 1e9

@@ -35,10 +35,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 REFERENCE_ARCH = "resnet18"
+REFERENCE_ORIGIN = "<latency reference>"  # the Config.path of reference builds
 
 
 @dataclass
@@ -64,12 +64,9 @@ def reference_for(backend: str, batch: int, input_size: int, threads: int, cache
     """Build (or fetch from the cache) and load the reference for cases of this backend, batch and size."""
     import torch
 
-    from resnetbench.build import build_case
-    from resnetbench.config import Config
-    from resnetbench.matrix import Case
+    from resnetbench.build import build_default
 
-    config = Config(path=Path("<latency reference>"), matrix={}, input_size=input_size)
-    built = build_case(config, Case(REFERENCE_ARCH, "fp32", "none", backend, batch), cache, threads)
+    built = build_default(REFERENCE_ARCH, backend, batch, input_size, cache, threads, REFERENCE_ORIGIN)
     x = torch.randn(batch, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     return ReferenceWorkload(backend, batch, input_size, built.runner, built.runner.prepare(x))
 

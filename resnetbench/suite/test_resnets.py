@@ -6,7 +6,6 @@ and share one build (``built``); the next case's build replaces it.
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
 
@@ -117,7 +116,7 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
 def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     from filelock import FileLock
 
-    from resnetbench.measure.latency import count_flops, roofline, summarize
+    from resnetbench.measure.latency import count_flops, own_loop, roofline, summarize
     from resnetbench.measure.reference import reference_for, time_pairs
 
     _skip_if_slow(case, run_state)
@@ -137,7 +136,7 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     with FileLock(str(run_state.cache.root / "latency.lock")):
         start = time.perf_counter()
         if benchmark.disabled:
-            samples = _own_loop(built.runner.run, native, warmup, rounds)
+            samples = own_loop(built.runner.run, native, warmup, rounds)
         else:
             benchmark.pedantic(built.runner.run, args=(native,), warmup_rounds=warmup, rounds=rounds, iterations=1)
             samples = [s * 1e3 for s in benchmark.stats.stats.data]
@@ -162,7 +161,6 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             "peak_basis": "bf16 matmul" if case.dtype == "bf16" else "fp32 matmul (int8/fp16 can exceed it)",
             "warmup": warmup,
             "paired": paired,
-            "reference_ratio": statistics.median(c / r for c, r in zip(paired["case_ms"], paired["reference_ms"], strict=True)),
             "threads": run_state.threads,
             "ran_alone": True,
             "wall_s": wall,
@@ -194,18 +192,6 @@ def _gate(case: Any, paired: dict[str, Any], run_state: Any) -> dict[str, Any] |
     if base_blocks is None or cur_blocks is None:
         return None  # the end-of-run comparison says why (no paired timings in the baseline)
     return decide_blocks(base_blocks, cur_blocks, threshold=run_state.gate_threshold())
-
-
-def _own_loop(fn: Any, native: Any, warmup: int, rounds: int) -> list[float]:
-    """Time ``rounds`` calls as ``pedantic(iterations=1)`` does (``--benchmark-disable`` runs)."""
-    for _ in range(warmup):
-        fn(native)
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn(native)
-        samples.append((time.perf_counter() - start) * 1e3)
-    return samples
 
 
 @pytest.mark.claims
