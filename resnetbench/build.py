@@ -59,12 +59,13 @@ def settings_for(case: Case) -> dict[str, Any]:
 
 def context_for(config: Config, case: Case, threads: int) -> BuildContext:
     settings = settings_for(case)
-    calibration = None
-    if case.compression == "static":
-        calibration = data.calibration_set(
-            config.dataset, config.input_size, int(settings.get("calibration_samples", 64)), config.seed
-        )
-    return BuildContext(threads=threads, input_size=config.input_size, calibration=calibration, settings=settings)
+    if case.compression != "static":
+        return BuildContext(threads=threads, input_size=config.input_size, settings=settings)
+    cal = data.calibration_set(config.dataset, config.input_size, int(settings.get("calibration_samples", 64)), config.seed)
+    if cal.overlap_with_evaluation:
+        raise data.DatasetError(f"{cal.source}: {cal.overlap_with_evaluation} calibration images are evaluation images")
+    return BuildContext(threads=threads, input_size=config.input_size, calibration=cal.images, settings=settings,
+                        calibration_source=cal.source)
 
 
 @cache
@@ -182,6 +183,8 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -
         "peak_rss_growth_mb": _peak_rss_mb() - rss_before,
     }
     info = {**comp_info, **quant_info, **{k: v for k, v in meta.items() if k in ("quantizer", "ops", "calibration_samples")}}
+    if ctx.calibration_source:
+        info["calibration_source"] = ctx.calibration_source
     return Built(case, model, entry, files_bytes(entry, meta["files"]), meta, runner, info, fp32_model, inventory(fp32_model), notes, conversion)
 
 

@@ -51,6 +51,9 @@ ACCURACY_METRICS = {
     "rel_l2": ("max", "relative L2 error of the logits"),
     "max_abs": ("max", "largest absolute logit difference"),
     "cosine": ("min", "cosine similarity of the logits"),
+    "centered_cosine": ("min", "cosine of the input-dependent part (logits minus the reference's batch mean)"),
+    "centered_rel_l2": ("max", "L2 error relative to the input-dependent part of the reference logits"),
+    "spread_error": ("max", "|ln| of the ratio of output spread across inputs, case vs reference"),
     "top1_agreement": ("min", "fraction of inputs with the reference's top-1 class"),
     "top5_overlap": ("min", "mean overlap of the top-5 class sets"),
     "top1_drop_points": ("max", "task top-1 drop against fp32 uncompressed, in points"),
@@ -150,6 +153,7 @@ def json_schema(
                     "name": {"type": "string", "enum": ["synthetic", "digits", "imagefolder"]},
                     "path": {"type": "string"},
                     "labels": {"type": "string"},
+                    "calibration": {"type": "string"},
                     "samples": {"type": "integer", "minimum": 1},
                     "seed": {"type": "integer"},
                 },
@@ -528,9 +532,9 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
         if not dataset.get("path"):
             where = _line(path, root, ["dataset"])
             raise ConfigError(f"{where}: dataset: 'imagefolder' needs a 'path:' to class folders.")
-        dpath = Path(dataset["path"])
-        if not dpath.is_absolute():
-            dataset = {**dataset, "path": str(path.parent / dpath)}
+        for key in ("path", "labels", "calibration"):
+            if dataset.get(key) and not Path(dataset[key]).is_absolute():
+                dataset = {**dataset, key: str(path.parent / dataset[key])}
     kwargs["dataset"] = dataset
     for key in ("tolerances", "input_size", "seed", "threads", "allow_slow", "claims", "cache",
                 "compression_settings", "architectures"):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ class InputSet:
     images: torch.Tensor
     labels: torch.Tensor | None
     pipeline: str
+    sources: tuple[str, ...] | None = None  # image files, for sets read from disk
 
     @property
     def pipeline_hash(self) -> str:
@@ -82,44 +85,87 @@ def digits(size: int, split: str = "test", seed: int = 0, test_fraction: float =
     return InputSet("digits", x, y[idx], pipeline)
 
 
-def imagefolder(path: str, size: int = 224, limit: int | None = None, labels: str | None = None) -> InputSet:
-    """An ImageNet-layout folder with the standard resize 256 / center crop 224 pipeline."""
+WNID = re.compile(r"n\d{8}")
+
+
+@cache
+def imagenet_wnids() -> dict[str, int]:
+    """ImageNet-1k WordNet ids -> class index (the standard order: the ids sorted)."""
+    wnids = (Path(__file__).parent / "imagenet_wnids.txt").read_text().split()
+    return {wnid: i for i, wnid in enumerate(wnids)}
+
+
+def folder_labels(classes: list[str], labels: str | None) -> tuple[dict[str, int], str]:
+    """Each class folder's label and where it came from: a labels file, ImageNet wnids, or the folder index.
+
+    Folder names like ``n01440764`` are ImageNet WordNet ids: their label is the ImageNet
+    class index, not the folder's position (two class folders of ImageNet would otherwise
+    be labelled 0 and 1, which no ImageNet head can match).
+    """
+    if labels:
+        try:
+            mapping = json.loads(Path(labels).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"label mapping {labels}: {exc}") from None
+        missing = [c for c in classes if c not in mapping]
+        if missing:
+            raise DatasetError(f"label mapping {labels} has no label for class folder(s) {', '.join(missing[:5])}")
+        return {c: int(mapping[c]) for c in classes}, "file"
+    wnids = imagenet_wnids()
+    if classes and all(WNID.fullmatch(c) and c in wnids for c in classes):
+        return {c: wnids[c] for c in classes}, "imagenet-wnid"
+    return {c: i for i, c in enumerate(classes)}, "folder-index"
+
+
+def _folder(path: str, size: int) -> Any:
+    """torchvision's ImageFolder with the standard resize 256 / center crop 224 pipeline."""
     from torchvision import datasets, transforms
 
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"dataset path {root} is not a directory of class folders")
-    resize = round(size * 256 / 224)
     tf = transforms.Compose(
         [
-            transforms.Resize(resize),
+            transforms.Resize(round(size * 256 / 224)),
             transforms.CenterCrop(size),
             transforms.ToTensor(),
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )
     try:
-        ds = datasets.ImageFolder(str(root), transform=tf)
+        return datasets.ImageFolder(str(root), transform=tf)
     except (FileNotFoundError, RuntimeError) as exc:
         raise DatasetError(f"dataset path {root}: {exc}") from None
-    mapping: dict[str, int] | None = None
-    if labels:
-        try:
-            mapping = json.loads(Path(labels).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DatasetError(f"label mapping {labels}: {exc}") from None
-    n = len(ds) if limit is None else min(limit, len(ds))
-    # Take samples spread over the classes, deterministically.
-    step = max(1, len(ds) // n)
-    picks = list(range(0, len(ds), step))[:n]
-    xs, ys = [], []
+
+
+def spread_picks(indices: list[int], n: int) -> list[int]:
+    """``n`` of ``indices`` spread evenly over them (so over the classes), deterministically."""
+    n = min(n, len(indices))
+    if n <= 0:
+        return []
+    step = len(indices) / n
+    return [indices[int(i * step)] for i in range(n)]
+
+
+def imagefolder(path: str, size: int = 224, limit: int | None = None, labels: str | None = None,
+                exclude: frozenset[str] = frozenset()) -> InputSet:
+    """An ImageNet-layout folder; ``exclude`` names image files that must not be used (the evaluation set's)."""
+    ds = _folder(path, size)
+    mapping, label_source = folder_labels(ds.classes, labels)
+    allowed = [i for i, (file, _) in enumerate(ds.samples) if file not in exclude]
+    picks = spread_picks(allowed, len(allowed) if limit is None else limit)
+    if not picks:
+        raise DatasetError(f"dataset path {path}: no images left to take"
+                           + (" once the evaluation images are set aside" if exclude else ""))
+    xs, ys, files = [], [], []
     for i in picks:
         img, target = ds[i]
         xs.append(img)
-        cls = ds.classes[target]
-        ys.append(mapping[cls] if mapping else target)
-    pipeline = f"imagefolder resize={resize} centercrop={size} normalize(mean={IMAGENET_MEAN},std={IMAGENET_STD}) labels={'file' if labels else 'folder-index'}"
-    return InputSet("imagefolder", torch.stack(xs), torch.tensor(ys), pipeline)
+        ys.append(mapping[ds.classes[target]])
+        files.append(ds.samples[i][0])
+    pipeline = (f"imagefolder resize={round(size * 256 / 224)} centercrop={size} "
+                f"normalize(mean={IMAGENET_MEAN},std={IMAGENET_STD}) labels={label_source}")
+    return InputSet("imagefolder", torch.stack(xs), torch.tensor(ys), pipeline, tuple(files))
 
 
 def input_set(dataset: dict[str, Any], size: int, seed: int = 0) -> InputSet:
@@ -138,11 +184,37 @@ def input_set(dataset: dict[str, Any], size: int, seed: int = 0) -> InputSet:
     raise DatasetError(f"unknown dataset {name!r}")
 
 
-def calibration_set(dataset: dict[str, Any], size: int, samples: int, seed: int = 0) -> torch.Tensor:
-    """Calibration images for static quantization: from the training side, never the test set."""
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Calibration images for static quantization, and where they came from (recorded in the results)."""
+
+    images: torch.Tensor
+    source: str
+    overlap_with_evaluation: int
+
+
+def calibration_set(dataset: dict[str, Any], size: int, samples: int, seed: int = 0) -> CalibrationSet:
+    """Calibration images that are never evaluation images (MLPerf's rule: calibrating on the
+    test set flatters int8 accuracy).
+
+    digits: the training split. imagefolder: ``calibration: DIR`` when given, else the
+    folder's images that the evaluation set does not use. synthetic: another seed.
+    """
     name = dataset["name"]
     if name == "digits":
-        return digits(size, "train", dataset.get("seed", seed)).images[:samples]
+        train = digits(size, "train", dataset.get("seed", seed))
+        return CalibrationSet(train.images[:samples], "digits training split (disjoint from the test split)", 0)
     if name == "imagefolder":
-        return imagefolder(dataset["path"], size, samples).images
-    return synthetic(samples, size, seed + 1).images
+        evaluation = input_set(dataset, size, seed)
+        held_out = frozenset(evaluation.sources or ())
+        if dataset.get("calibration"):
+            cal = imagefolder(dataset["calibration"], size, samples, dataset.get("labels"), held_out)
+            source = f"imagefolder {dataset['calibration']} (separate folder)"
+        else:
+            cal = imagefolder(dataset["path"], size, samples, dataset.get("labels"), held_out)
+            source = f"imagefolder {dataset['path']}: {len(cal.images)} images the evaluation set does not use"
+        overlap = len(held_out & set(cal.sources or ()))
+        return CalibrationSet(cal.images, source, overlap)
+    evaluation_seed = dataset.get("seed", seed)
+    images = synthetic(samples, size, evaluation_seed + 1).images
+    return CalibrationSet(images, f"synthetic randn seed={evaluation_seed + 1} (evaluation: seed {evaluation_seed})", 0)

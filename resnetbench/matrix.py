@@ -39,29 +39,46 @@ AXIS_DEFAULTS: dict[str, Any] = {
     "batch": 1,
 }
 
-# Accuracy tolerances by dtype and by compression method. Sources:
-# - fp32 across backends: relative error 1e-4 is what ONNX Runtime's and OpenVINO's
-#   own conversion checks accept for fp32 (e.g. torch.onnx verification rtol 1e-4).
-# - fp16/bf16: cosine >= 0.999 and top-1 agreement >= 99% (common practice in
-#   mixed-precision deployment guides, e.g. NVIDIA TensorRT's accuracy checks).
-# - int8: MLPerf Inference's closed-division rule: >= 99% of fp32 accuracy
-#   (ResNet-50: 99% of 76.46%), i.e. a drop of about 1 point or less.
-# - pruning/distillation have no published standard: the defaults state what this
-#   suite considers usable without fine-tuning and are meant to be tightened.
+# Accuracy tolerances by dtype and by compression method (the metrics and why they are
+# centred: measure/accuracy.py). "Measured" figures: random seeded weights, 32 synthetic
+# inputs, 112x112 and 224x224, eager / ONNX Runtime / OpenVINO, this project's machines;
+# an input-ignoring runner (first image's logits for every input) scores centred cosine
+# -0.03 to 0.003 and spread_error inf on every one of them.
+# - fp32: rel_l2 1e-4, centred 1e-3. The element-wise rtol torch.onnx's own verification
+#   uses is 1e-3 (atol 1e-7; torch/onnx/_internal/torchscript_exporter/verification.py:94-95,
+#   torch 2.14.1); the norm-wise 1e-4 is stricter and still 140x above what every fp32
+#   backend measured (rel_l2 <= 7e-7 against a float64 golden run).
+# - fp16: measured centred cosine >= 0.9986 (ResNet-18/34/50, ONNX Runtime, 224); 0.99.
+# - bf16: measured centred cosine 0.909-0.996 for ResNet-18/34/50 (0.918 ResNet-50 eager,
+#   0.909 OpenVINO, 224): 0.85. Deeper random networks lose more of their small
+#   input-dependent part to bf16 rounding (ResNet-101 0.71-0.77, ResNet-152 0.58-0.65 at
+#   224): a matrix that checks them says so with its own tolerance (see matrix.yaml).
+# - top1_agreement 0.99 counts only inputs that are not near-ties for the dtype and fails
+#   only when its 95% upper bound is below 0.99 (measure/accuracy.py).
+# - int8: MLPerf Inference's closed-division rule on labelled data: >= 99% of fp32 accuracy
+#   (ResNet-50: 99% of 76.46%), i.e. a drop of about 1 point or less. Without labels the
+#   output level decides: static int8 on random weights measured centred cosine 0.51
+#   (ResNet-50, 224) to 0.96 (ResNet-18, 112) and spread_error up to 0.27: 0.4 and 0.4.
+#   Output noise twice the size of the input-dependent part fails both.
+# - pruning has no published standard and, on random weights, leaves no input dependence
+#   to compare (measured centred cosine 0.07 unstructured 50%, 0.001 channels 30%): it is
+#   judged on labelled data only (task drop), and is undecidable without labels.
 DEFAULT_TOLERANCES: dict[str, dict[str, dict[str, float]]] = {
     "dtype": {
-        "fp32": {"rel_l2": 1e-4, "top1_agreement": 0.99},
-        "fp16": {"cosine": 0.999, "top1_agreement": 0.99},
-        "bf16": {"cosine": 0.999, "top1_agreement": 0.99},
-        "int8": {"cosine": 0.95, "top1_drop_points": 1.0, "top1_ratio": 0.99},
+        "fp32": {"rel_l2": 1e-4, "centered_rel_l2": 1e-3, "top1_agreement": 0.99},
+        "fp16": {"centered_cosine": 0.99, "spread_error": 0.1, "top1_agreement": 0.99},
+        "bf16": {"centered_cosine": 0.85, "spread_error": 0.2, "top1_agreement": 0.99},
+        "int8": {"centered_cosine": 0.4, "spread_error": 0.4, "top1_drop_points": 1.0, "top1_ratio": 0.99},
     },
     "compression": {
         "none": {},
-        # int8 too, so MLPerf's 99% rule holds as for static
-        "dynamic": {"cosine": 0.99, "top1_agreement": 0.95, "top1_drop_points": 1.0, "top1_ratio": 0.99},
-        "static": {"cosine": 0.95, "top1_drop_points": 1.0, "top1_ratio": 0.99},
-        "prune-l1-unstructured": {"cosine": 0.9, "top1_drop_points": 5.0},
-        "prune-channels": {"cosine": 0.5, "top1_drop_points": 10.0},
+        # int8 too, so MLPerf's 99% rule holds as for static; measured centred cosine 0.79
+        # (ResNet-50 at 224: only fc is quantized, but the input-dependent part is small)
+        "dynamic": {"centered_cosine": 0.6, "spread_error": 0.4, "top1_agreement": 0.95,
+                    "top1_drop_points": 1.0, "top1_ratio": 0.99},
+        "static": {"centered_cosine": 0.4, "spread_error": 0.4, "top1_drop_points": 1.0, "top1_ratio": 0.99},
+        "prune-l1-unstructured": {"top1_drop_points": 5.0},
+        "prune-channels": {"top1_drop_points": 10.0},
         "distill": {"top1_agreement": 0.5},
     },
 }

@@ -12,10 +12,10 @@ from resnetbench.config import Config
 from resnetbench.matrix import Case, expand, expand_combinations, tolerances_for
 
 # Built-in limits as the module's sources state them (see matrix.py's comments).
-FP32 = {"rel_l2": 1e-4, "top1_agreement": 0.99}
-FP16 = {"cosine": 0.999, "top1_agreement": 0.99}
-STATIC = {"cosine": 0.95, "top1_drop_points": 1.0, "top1_ratio": 0.99}
-PRUNE_L1 = {"cosine": 0.9, "top1_drop_points": 5.0}
+FP32 = {"rel_l2": 1e-4, "centered_rel_l2": 1e-3, "top1_agreement": 0.99}
+FP16 = {"centered_cosine": 0.99, "spread_error": 0.1, "top1_agreement": 0.99}
+STATIC = {"centered_cosine": 0.4, "spread_error": 0.4, "top1_drop_points": 1.0, "top1_ratio": 0.99}
+PRUNE_L1 = {"top1_drop_points": 5.0}
 
 
 def config(matrix: dict[str, Any], **kwargs: Any) -> Config:
@@ -155,8 +155,8 @@ def test_include_extends_matching_combinations_without_adding_cases() -> None:
     )
     cases = by_id(cfg)
     assert len(cases) == 4
-    assert cases["resnet18-fp16-none-eager-b1"].tolerances == {"cosine": 0.98, "top1_agreement": 0.99}
-    assert cases["resnet50-fp16-none-eager-b1"].tolerances == {"cosine": 0.98, "top1_agreement": 0.99}
+    assert cases["resnet18-fp16-none-eager-b1"].tolerances == {**FP16, "cosine": 0.98}
+    assert cases["resnet50-fp16-none-eager-b1"].tolerances == {**FP16, "cosine": 0.98}
     assert cases["resnet50-fp32-none-eager-b1"].tolerances == FP32
 
 
@@ -307,12 +307,13 @@ def test_expand_combinations_marks_include_overrides() -> None:
     [
         ("fp32", "none", FP32),
         ("fp16", "none", FP16),
-        ("bf16", "none", FP16),
+        ("bf16", "none", {"centered_cosine": 0.85, "spread_error": 0.2, "top1_agreement": 0.99}),
         ("int8", "static", STATIC),
-        ("int8", "dynamic", {"cosine": 0.99, "top1_agreement": 0.95, "top1_drop_points": 1.0, "top1_ratio": 0.99}),
+        ("int8", "dynamic", {"centered_cosine": 0.6, "spread_error": 0.4, "top1_agreement": 0.95,
+                             "top1_drop_points": 1.0, "top1_ratio": 0.99}),
         # a compressed float model is judged by its method's limits, not by fp32's rel_l2 <= 1e-4
         ("fp32", "prune-l1-unstructured", PRUNE_L1),
-        ("fp16", "prune-channels", {"cosine": 0.5, "top1_drop_points": 10.0}),
+        ("fp16", "prune-channels", {"top1_drop_points": 10.0}),
         ("fp32", "distill", {"top1_agreement": 0.5}),
     ],
 )
@@ -322,8 +323,8 @@ def test_builtin_defaults(dtype: str, compression: str, expected: dict[str, floa
 
 def test_matrix_dtype_block_beats_builtin_defaults() -> None:
     cfg = config({"arch": ["resnet18"]}, tolerances={"dtype": {"fp32": {"rel_l2": 1e-3}, "int8": {"cosine": 0.98}}})
-    assert tolerances_for(cfg, "fp32", "none") == {"rel_l2": 1e-3, "top1_agreement": 0.99}
-    # a limit the user wrote for int8 is not replaced by static's built-in cosine 0.95
+    assert tolerances_for(cfg, "fp32", "none") == {**FP32, "rel_l2": 1e-3}
+    # a limit the user wrote for int8 is not replaced by static's built-in limits
     assert tolerances_for(cfg, "int8", "static") == {**STATIC, "cosine": 0.98}
 
 
@@ -351,7 +352,7 @@ def test_include_override_beats_everything() -> None:
         },
     )
     [case] = expand(cfg)
-    assert case.tolerances == {"cosine": 0.96, "top1_drop_points": 1.0, "top1_ratio": 0.9}
+    assert case.tolerances == {**STATIC, "cosine": 0.96, "top1_ratio": 0.9}
 
 
 def test_size_tolerance_defaults_and_override_per_case() -> None:

@@ -35,6 +35,7 @@ class BuildContext:
     input_size: int
     calibration: torch.Tensor | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    calibration_source: str = ""  # where the calibration images came from (never the evaluation set)
 
 
 @dataclass

@@ -102,14 +102,15 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
         bad = int((~torch.isfinite(out)).sum())
         rec["accuracy"] = {"verdict": "failed", "message": f"{bad} non-finite outputs (NaN/Inf)"}
         pytest.fail(f"{case.id}: {bad} outputs are NaN or Inf", pytrace=False)
-    result = evaluate(out, ref.logits, case.tolerances, ref.inputs.labels, ref.fp32_logits)
+    result = evaluate(out, ref.logits, case.tolerances, ref.inputs.labels, ref.fp32_logits, case.dtype)
     result["reference"] = ref.kind
     result["dataset"] = ref.inputs.describe()
     rec["accuracy"] = result
     if result["degenerate"]:
-        rec["notes"].append(result["degenerate"])
+        rec["notes"].append(f"{result['degenerate']}: agreement metrics not used")
+    # Fail closed: an accuracy test that cannot decide is not a pass.
     if result["verdict"] != "passed":
-        pytest.fail(f"{case.id}: accuracy: {result['message']}", pytrace=False)
+        pytest.fail(f"{case.id}: accuracy {result['verdict']}: {result['message']}", pytrace=False)
 
 
 @pytest.mark.latency
