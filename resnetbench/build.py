@@ -32,8 +32,6 @@ from resnetbench.matrix import Case
 from resnetbench.measure.size import inventory
 from resnetbench.models import create_model, num_classes_for, weights_id
 
-TORCH_BACKENDS = ("eager", "torchscript", "compile", "cuda", "tensorrt")
-
 
 @dataclass
 class Built:
@@ -151,7 +149,7 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -
     }
     quant_info: dict[str, Any] = {}
     fp32_model = model
-    if case.backend in TORCH_BACKENDS:
+    if backend.runs_torch_module:
         if case.compression == "static" and cache.has("artifacts", f"{case.backend}-{case.id}", desc):
             # The artifact holds the calibrated scales: one batch builds the module's structure.
             assert ctx.calibration is not None

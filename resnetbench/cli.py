@@ -85,7 +85,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from resnetbench.compare import main_compare
 
-    return main_compare(args.baseline, args.current, args.threshold, args.strict)
+    return main_compare(args.baseline, args.current, args.threshold, args.strict, allow=args.allow)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -153,11 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", default=None, help="also write a Markdown summary here")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("compare", help="statistical regression gate: exit 0 ok, 1 regression, 2 bad input")
+    p = sub.add_parser("compare", help="fail-closed regression gate: exit 0 ok, 1 regressed/failed/missing/undecided, 2 bad input")
     p.add_argument("baseline")
     p.add_argument("current")
     p.add_argument("--threshold", type=float, default=None, help="relative slowdown that counts (default 0.10)")
     p.add_argument("--strict", action="store_true", help="refuse to compare runs from different machines")
+    p.add_argument("--allow", action="append", default=[], metavar="PATTERN=REASON",
+                   help="let a blocking case (id glob) pass, with the reason printed; repeatable")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("merge", help="merge shard results into one file")

@@ -89,21 +89,35 @@ For comparison, "p < alpha and ratio >= 1 + t/2" alone flags 13% of true 3% and 
 true 5% slowdowns with drift, and 1-2 in 1000 A/A pairs. tests/test_compare.py re-checks
 the n=80 rows.
 
-Case decisions (``compare_results``)
-------------------------------------
-One record per case id found on either side. A case is ``regressed`` if its latency
-regressed, or it passed in the baseline and failed/errored now, or its artifact grew by
-more than ``size_tolerance``, or its accuracy got worse (``accuracy.task.drop_points``
-grew by more than ``accuracy_tolerance_points``; ``accuracy.metrics.rel_l2`` grew more
-than 10x to above 1e-4; ``cosine`` fell by more than 1e-3 with its distance from 1 at
-least doubled). Cases skipped on both sides are ``unchanged`` with the reason "skipped in
-both" (no separate ``skipped`` decision, so the set of decisions stays small); a case
-skipped on one side only is ``inconclusive``; a case present on one side only is
-``only-in-baseline`` or ``only-in-current``. Only ``regressed`` fails the gate.
+Case decisions (``compare_results``): the gate fails closed
+---------------------------------------------------------------
+One record per case id found on either side, with one of ``DECISIONS``:
+
+- ``failed``: the case failed or errored in the current run, also when it failed in the
+  baseline too (a failure on both sides is still a failure), or is new and failing;
+- ``regressed``: latency regressed (rule above), the artifact grew by more than
+  ``size_tolerance``, or accuracy got worse (``accuracy.task.drop_points`` grew by more
+  than ``accuracy_tolerance_points``; ``centered_cosine`` fell by more than 0.02 with its
+  distance from 1 at least doubled; ``accuracy.metrics.rel_l2`` grew more than 10x to
+  above 1e-4; ``cosine`` fell by more than 1e-3 with its distance from 1 at least doubled);
+- ``missing``: the case ran in the baseline (passed or not) and is absent or skipped now:
+  a vanished case, or one that newly skips because an extra is missing;
+- ``unstable``: either side's latency record says its timing stayed unstable after
+  re-timing (``measure/stability.py``): nothing can be decided from it;
+- ``inconclusive``: the latency comparison could not decide (too noisy, too few blocks);
+- ``new``: only in the current run, or skipped in the baseline and run now, and not failed;
+- ``improved`` / ``unchanged``.
+
+Cases skipped on both sides are ``unchanged`` ("skipped in both", with the reason, e.g.
+no GPU). Every decision in ``BLOCKING`` fails the gate (exit 1) unless an allowance
+names the case: ``gate: {allow: [{id: "resnet152-*", reason: "..."}]}`` in the current
+run's matrix (recorded in its results file) or ``--allow 'PATTERN=REASON'``. Allowed
+cases are printed with their reason; nothing is allowed silently.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import sys
@@ -116,14 +130,29 @@ from scipy.stats import mannwhitneyu
 
 from resnetbench.results import ResultsError, load
 
+# Worst news first. The gate fails closed: every decision in BLOCKING fails it unless an
+# explicit allowance (``gate: {allow: [...]}`` in the matrix, or ``--allow``) names the case.
 DECISIONS = (
+    "failed",
     "regressed",
+    "missing",
+    "unstable",
     "inconclusive",
-    "only-in-baseline",
-    "only-in-current",
+    "new",
     "improved",
     "unchanged",
 )
+BLOCKING = frozenset({"failed", "regressed", "missing", "unstable", "inconclusive"})
+DECISION_LABELS = {
+    "failed": "✖ FAILED",
+    "regressed": "▲ REGRESSED",
+    "missing": "− MISSING",
+    "unstable": "~ UNSTABLE",
+    "inconclusive": "? INCONCLUSIVE",
+    "new": "+ new",
+    "improved": "▼ improved",
+    "unchanged": "= unchanged",
+}
 # 10% for every comparison, within one job or against a stored baseline: at 5% the
 # case/reference ratio's own run-to-run movement (1.3-2% here) left A/A false alarms at
 # about 1 in 100 in gate-check, the target's limit (README, "The regression gate, measured").
@@ -140,6 +169,9 @@ CALIBRATION_CV_LIMIT = 0.10
 REL_L2_GROWTH = 10.0
 REL_L2_FLOOR = 1e-4
 COSINE_FALL = 1e-3
+# Centred cosine moves more with rounding than raw cosine (it measures the small
+# input-dependent part): bf16 ResNets measured 0.58-0.996 across depths, stable run to run.
+CENTERED_COSINE_FALL = 0.02
 N_BOOT = 2000
 # Targets a gate must meet on A/A pairs and injected slowdowns (used by gate-check).
 GATE_TARGETS: dict[str, Any] = {
@@ -519,6 +551,17 @@ def _accuracy_check(
         if b - c > COSINE_FALL and (1 - c) >= 2 * (1 - b):
             problems.append(f"cosine fell {b:.5f} -> {c:.5f}")
 
+    b = _number(_get(base, "accuracy", "metrics", "centered_cosine"),
+                f"baseline {where}: accuracy.metrics.centered_cosine")
+    c = _number(_get(cur, "accuracy", "metrics", "centered_cosine"),
+                f"current {where}: accuracy.metrics.centered_cosine")
+    values["centered_cosine"] = [b, c]
+    if b is not None and c is not None:
+        compared += 1
+        # The input-dependent part: what a damaged model loses first (measure/accuracy.py).
+        if b - c > CENTERED_COSINE_FALL and (1 - c) >= 2 * (1 - b):
+            problems.append(f"centred cosine fell {b:.4f} -> {c:.4f}")
+
     status = "regressed" if problems else ("ok" if compared else "n/a")
     detail = "; ".join(problems) if problems else ("" if compared else "accuracy missing on a side")
     return {"name": "accuracy", "status": status, "values": values, "detail": detail}
@@ -602,20 +645,23 @@ def compare_results(
     *,
     strict: bool = False,
     rng_seed: int = 0,
+    allow: Sequence[dict[str, str]] = (),
 ) -> list[dict[str, Any]]:
     """Compare two loaded results files; one record per case id found on either side.
 
     Each record has ``id``, ``decision`` (one of ``DECISIONS``), ``ratio``, ``ci``,
     ``p_value``, ``reason``, ``checks`` (size and accuracy check dicts with ``status``
-    ok | regressed | n/a), ``outcome`` ([baseline, current]) and ``latency`` (the full
-    ``decide_latency`` record or None). Records come in baseline order, then cases new in
-    current. With ``strict``, differing (or missing) fingerprints raise ResultsError
-    instead of only producing a warning (see ``fingerprint_warning``).
+    ok | regressed | n/a), ``outcome`` ([baseline, current]), ``latency`` (the full
+    latency decision or None) and ``allowed`` (the reason of the allowance that names a
+    blocking case, else None). Allowances come from ``allow`` and from the current run's
+    ``gate.allow``. Records come in baseline order, then cases new in current. With
+    ``strict``, differing (or missing) fingerprints raise ResultsError instead of only
+    producing a warning (see ``fingerprint_warning``).
 
     Example::
 
         records = compare_results(load("reports/baseline.json"), load("reports/results.json"))
-        failed = [r for r in records if r["decision"] == "regressed"]
+        if blocking(records): ...
     """
     if strict:
         warning = fingerprint_warning(baseline, current)
@@ -625,36 +671,44 @@ def compare_results(
     cur_cases = _cases_by_id(current, "current")
     cal_b = _run_calibration(baseline, "baseline")
     cal_c = _run_calibration(current, "current")
+    allowances = [*allowances_of(current), *allow]
     records = []
     for case_id in list(base_cases) + [k for k in cur_cases if k not in base_cases]:
         b, c = base_cases.get(case_id), cur_cases.get(case_id)
         if b is None or c is None:
-            side = "baseline" if c is None else "current"
-            case = b if c is None else c
-            assert case is not None
-            records.append(
-                _record(
-                    case_id,
-                    f"only-in-{side}",
-                    f"only in {side} ({case.get('outcome', '?')})",
-                    outcome=[_get(b, "outcome"), _get(c, "outcome")],
-                )
-            )
-            continue
-        records.append(
-            _compare_case(
-                b,
-                c,
-                cal_b,
-                cal_c,
-                threshold,
-                alpha,
-                size_tolerance,
-                accuracy_tolerance_points,
-                rng_seed,
-            )
-        )
+            record = _one_sided(case_id, b, c)
+        else:
+            record = _compare_case(b, c, cal_b, cal_c, threshold, alpha, size_tolerance,
+                                   accuracy_tolerance_points, rng_seed)
+        if record["decision"] in BLOCKING:
+            record["allowed"] = next(
+                (a["reason"] for a in allowances if fnmatch.fnmatchcase(case_id, a["id"])), None)
+        records.append(record)
     return records
+
+
+def allowances_of(results: dict[str, Any]) -> list[dict[str, str]]:
+    """The ``gate.allow`` entries a results file carries (from its matrix), validated."""
+    allow = _get(results, "gate", "allow") or []
+    if not isinstance(allow, list) or not all(
+        isinstance(a, dict) and isinstance(a.get("id"), str) and isinstance(a.get("reason"), str) and a["reason"]
+        for a in allow
+    ):
+        raise ResultsError("current: gate.allow must be a list of {id: PATTERN, reason: TEXT}")
+    return [{"id": a["id"], "reason": a["reason"]} for a in allow]
+
+
+def parse_allow(text: str) -> dict[str, str]:
+    """``'resnet152-*=reason'`` -> {id, reason}; raises ResultsError without a reason."""
+    pattern, _, reason = text.partition("=")
+    if not pattern.strip() or not reason.strip():
+        raise ResultsError(f"--allow {text!r}: expected PATTERN=REASON, e.g. 'resnet152-*=too slow for this runner'")
+    return {"id": pattern.strip(), "reason": reason.strip()}
+
+
+def blocking(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records that fail the gate: a blocking decision that no allowance names."""
+    return [r for r in records if r["decision"] in BLOCKING and not r.get("allowed")]
 
 
 def _record(case_id: str, decision: str, reason: str, **extra: Any) -> dict[str, Any]:
@@ -669,9 +723,35 @@ def _record(case_id: str, decision: str, reason: str, **extra: Any) -> dict[str,
         "checks": [],
         "outcome": [None, None],
         "latency": None,
+        "allowed": None,
     }
     record.update(extra)
     return record
+
+
+def _why(case: dict[str, Any]) -> str:
+    reason = case.get("reason") or ""
+    return f": {reason}" if reason else ""
+
+
+def _one_sided(case_id: str, b: dict[str, Any] | None, c: dict[str, Any] | None) -> dict[str, Any]:
+    """A case found on one side only."""
+    outcomes = [_get(b, "outcome"), _get(c, "outcome")]
+    if c is None:
+        assert b is not None
+        if b.get("outcome") == "skipped":
+            return _record(case_id, "unchanged", f"not in current; skipped in baseline{_why(b)}", outcome=outcomes)
+        return _record(case_id, "missing", f"{b.get('outcome')} in baseline, absent now: the case vanished",
+                       outcome=outcomes)
+    if c.get("outcome") in ("failed", "error"):
+        return _record(case_id, "failed", f"new case, {c['outcome']}{_why(c)}", outcome=outcomes)
+    return _record(case_id, "new", f"only in current ({c.get('outcome')})", outcome=outcomes)
+
+
+def _stability(case: dict[str, Any]) -> str | None:
+    """A latency record's stability verdict (stable | retimed | unstable), None when not recorded."""
+    verdict = _get(case, "latency", "stability", "verdict")
+    return verdict if isinstance(verdict, str) else None
 
 
 def _compare_case(
@@ -685,40 +765,40 @@ def _compare_case(
     accuracy_tolerance_points: float,
     rng_seed: int,
 ) -> dict[str, Any]:
-    """Decide one case present on both sides."""
+    """Decide one case present on both sides (module docstring, "Case decisions")."""
     case_id = c["id"]
     ob, oc = b.get("outcome"), c.get("outcome")
     record = _record(case_id, "unchanged", "", outcome=[ob, oc])
     if ob == "skipped" and oc == "skipped":
-        record["reason"] = "skipped in both"
+        record["reason"] = f"skipped in both{_why(c)}"
         return record
 
-    regressions: list[str] = []
-    notes: list[str] = []
-    inconclusive: list[str] = []
-    improved: list[str] = []
-    if ob == "passed" and oc in ("failed", "error"):
-        why = c.get("reason") or ""
-        regressions.append(f"passed in baseline, {oc} now{': ' + why if why else ''}")
+    found: dict[str, list[str]] = {d: [] for d in DECISIONS}
+    if oc in ("failed", "error"):
+        both = " (also in baseline)" if ob in ("failed", "error") else f" ({ob} in baseline)"
+        found["failed"].append(f"{oc} now{both}{_why(c)}")
     elif ob in ("failed", "error") and oc == "passed":
-        improved.append(f"{ob} in baseline, passes now")
+        found["improved"].append(f"{ob} in baseline, passes now")
     if oc == "skipped":
-        why = c.get("reason") or ""
-        inconclusive.append(f"skipped now{': ' + why if why else ''}")
+        found["missing"].append(f"{ob} in baseline, skipped now{_why(c)}")
     elif ob == "skipped":
-        inconclusive.append("skipped in baseline: nothing to compare against")
+        found["new"].append(f"skipped in baseline{_why(b)}; runs now")
 
     where = f"case {case_id}"
     record["checks"] = [
         _size_check(b, c, size_tolerance, where),
         _accuracy_check(b, c, accuracy_tolerance_points, where),
     ]
-    regressions.extend(ch["detail"] for ch in record["checks"] if ch["status"] == "regressed")
+    found["regressed"].extend(ch["detail"] for ch in record["checks"] if ch["status"] == "regressed")
 
+    unstable = [side for side, case in (("baseline", b), ("current", c)) if _stability(case) == "unstable"]
     sb, sc = _latency_inputs(b, "baseline"), _latency_inputs(c, "current")
     blocks_b, blocks_c = normalized_blocks(b.get("latency")), normalized_blocks(c.get("latency"))
     lat: dict[str, Any] | None = None
-    if blocks_b is not None and blocks_c is not None:
+    if unstable:
+        found["unstable"].append(f"latency unstable in {' and '.join(unstable)} (stayed unstable after re-timing):"
+                                 " not compared")
+    elif blocks_b is not None and blocks_c is not None:
         lat = decide_blocks(blocks_b, blocks_c, threshold=threshold, alpha=alpha or BLOCK_ALPHA, rng_seed=rng_seed)
     elif sb is not None and sc is not None:
         if cal_b is not None and cal_c is not None:
@@ -726,29 +806,18 @@ def _compare_case(
             cc: Any = cal_c[1] if cal_c[1] is not None else cal_c[0]
         else:
             cb = cc = 1.0
-            notes.append("no calibration on a side: raw times compared")
+            found["unchanged"].append("no calibration on a side: raw times compared")
         lat = decide_latency(sb, sc, cb, cc, threshold=threshold, alpha=alpha or SAMPLE_ALPHA, rng_seed=rng_seed)
     if lat is not None:
         record.update(latency=lat, ratio=lat["ratio"], ci=lat["ci"], p_value=lat["p_value"])
-        {"regressed": regressions, "improved": improved, "inconclusive": inconclusive,
-         "unchanged": notes}[lat["decision"]].append(f"latency {lat['reason']}")
-    elif sb is not None or sc is not None:
-        missing = "current" if sc is None else "baseline"
-        if ob != "skipped" and oc != "skipped":
-            notes.append(f"no latency samples in {missing}")
+        found[lat["decision"]].append(f"latency {lat['reason']}")
+    elif (sb is None) != (sc is None) and "skipped" not in (ob, oc) and not unstable:
+        found["inconclusive"].append(f"no latency samples in {'current' if sc is None else 'baseline'}")
 
-    if regressions:
-        record["decision"], parts = "regressed", regressions + inconclusive + notes
-    elif inconclusive:
-        record["decision"], parts = "inconclusive", inconclusive + improved + notes
-    elif improved:
-        record["decision"], parts = "improved", improved + notes
-    else:
-        record["decision"], parts = (
-            "unchanged",
-            notes or ["no latency, size or accuracy data to compare"],
-        )
-    record["reason"] = "; ".join(parts)
+    decision = next((d for d in DECISIONS if found[d] and d != "unchanged"), "unchanged")
+    parts = found[decision] + [p for d in DECISIONS if d != decision for p in found[d]]
+    record["decision"] = decision
+    record["reason"] = "; ".join(parts) or "no latency, size or accuracy data to compare"
     return record
 
 
@@ -756,14 +825,14 @@ def _compare_case(
 
 
 def format_table(records: list[dict[str, Any]]) -> str:
-    """Plain-text table, one row per case: regressed first, then inconclusive, ... unchanged."""
+    """Plain-text table, one row per case, worst news first; allowed cases say so."""
     order = {d: i for i, d in enumerate(DECISIONS)}
     rows = sorted(records, key=lambda r: order.get(r["decision"], len(order)))
     header = ("case", "decision", "ratio", "95% CI", "p", "reason")
     body = [
         (
             r["id"],
-            r["decision"],
+            r["decision"] + (" (allowed)" if r.get("allowed") else ""),
             "-" if r.get("ratio") is None else f"{r['ratio']:.3f}",
             "-" if r.get("ci") is None else _fmt_ci(r["ci"]),
             "-" if r.get("p_value") is None else _fmt_p(r["p_value"])[2:],
@@ -780,14 +849,23 @@ def format_table(records: list[dict[str, Any]]) -> str:
         ]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * len(header[-1]))
+    allowed = [r for r in rows if r.get("allowed")]
+    if allowed:
+        lines.append("")
+        lines.append("Allowed (blocking decisions that an allowance names):")
+        lines.extend(f"  {r['id']} ({r['decision']}): {r['allowed']}" for r in allowed)
     return "\n".join(lines)
 
 
 def summary_line(records: list[dict[str, Any]]) -> str:
-    """One line of counts: '5 cases: 1 regressed, 4 unchanged'."""
+    """One line of counts and the gate's verdict: '5 cases: 1 failed, 4 unchanged -> gate FAILED'."""
     counts = Counter(r["decision"] for r in records)
     parts = [f"{counts[d]} {d}" for d in DECISIONS if counts[d]]
-    return f"{len(records)} cases: " + (", ".join(parts) if parts else "none")
+    allowed = sum(1 for r in records if r.get("allowed"))
+    if allowed:
+        parts.append(f"{allowed} allowed")
+    verdict = "gate FAILED" if blocking(records) else "gate passed"
+    return f"{len(records)} cases: " + (", ".join(parts) if parts else "none") + f" -> {verdict}"
 
 
 def main_compare(
@@ -797,16 +875,17 @@ def main_compare(
     strict: bool,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    allow: Sequence[str] = (),
 ) -> int:
-    """Run ``resnetbench compare``: 0 nothing regressed, 1 a regression, 2 bad input.
+    """Run ``resnetbench compare``: 0 every case unchanged, improved, new or allowed; 1 otherwise; 2 bad input.
 
-    Bad input (a missing, unreadable or malformed file, a bad threshold, or differing
-    fingerprints under ``strict``) prints one line to ``err`` (default stderr) and no
-    traceback.
+    Bad input (a missing, unreadable or malformed file, a bad threshold or ``--allow``, or
+    differing fingerprints under ``strict``) prints one line to ``err`` (default stderr)
+    and no traceback.
 
     Example (the CLI's ``compare`` subcommand)::
 
-        sys.exit(main_compare(args.baseline, args.current, args.threshold, args.strict))
+        sys.exit(main_compare(args.baseline, args.current, args.threshold, args.strict, allow=args.allow))
     """
     out = out if out is not None else sys.stdout  # resolved at call time (capture, redirects)
     err = sys.stderr if err is None else err
@@ -816,10 +895,11 @@ def main_compare(
             raise ResultsError(
                 f"--threshold must be a positive fraction such as 0.1, got {threshold!r}"
             )
+        allowances = [parse_allow(a) for a in allow]
         baseline = load(baseline_path)
         current = load(current_path)
         warning = fingerprint_warning(baseline, current)
-        records = compare_results(baseline, current, threshold=threshold, strict=strict)
+        records = compare_results(baseline, current, threshold=threshold, strict=strict, allow=allowances)
     except ResultsError as exc:
         print(f"resnetbench compare: error: {exc}", file=err)
         return 2
@@ -828,7 +908,7 @@ def main_compare(
         print(f"{bar}\nWARNING: {warning}\n{bar}", file=out)
     print(format_table(records), file=out)
     print(summary_line(records) + f" (threshold {threshold:.0%})", file=out)
-    return 1 if any(r["decision"] == "regressed" for r in records) else 0
+    return 1 if blocking(records) else 0
 
 
 # --------------------------------------------------------------------------- gate check

@@ -220,7 +220,22 @@ def json_schema(
             "gate": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {"threshold": {"type": "number", "exclusiveMinimum": 0}},
+                "properties": {
+                    "threshold": {"type": "number", "exclusiveMinimum": 0},
+                    # cases the fail-closed gate lets through, each with the reason it prints
+                    "allow": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["id", "reason"],
+                            "properties": {
+                                "id": {"type": "string", "minLength": 1},
+                                "reason": {"type": "string", "minLength": 1},
+                            },
+                        },
+                    },
+                },
             },
         },
     }

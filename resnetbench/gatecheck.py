@@ -50,7 +50,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from resnetbench.build import TORCH_BACKENDS
 from resnetbench.compare import (
     BLOCK_ALPHA,
     DEFAULT_THRESHOLD,
@@ -105,7 +104,9 @@ def wait_for(backend: str) -> Callable[[float], None]:
     work in between (its threads still spinning) wrecked the ONNX Runtime reference
     (0.94 +- 0.13). So: PyTorch backends keep PyTorch's pool busy, the others spin.
     """
-    return pool_busy_wait if backend in TORCH_BACKENDS else busy_wait
+    from resnetbench.backends import get_backend
+
+    return pool_busy_wait if get_backend(backend).runs_torch_module else busy_wait
 
 
 class SlowedRunner:

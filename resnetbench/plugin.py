@@ -84,6 +84,8 @@ class RunState:
             "started": self.started,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "environment": self.environment,
+            # the matrix's gate settings: compare reads its allowances from the current run
+            "gate": self.config.gate,
             "cases": list(self.records.values()),
             "claims": list(self.claims.values()),
         }
@@ -277,11 +279,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     data = state.results()
     comparison = None
     if state.baseline is not None:
-        from resnetbench.compare import compare_results, format_table, summary_line
+        from resnetbench.compare import blocking, compare_results, format_table, summary_line
 
         comparison = compare_results(state.baseline, data, threshold=state.gate_threshold())
         state.memo["gate_table"] = format_table(comparison) + "\n" + summary_line(comparison)
-        if any(r["decision"] == "regressed" for r in comparison):
+        if blocking(comparison):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     report_path = session.config.getoption("report")
     if report_path:

@@ -27,6 +27,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from resnetbench.compare import BLOCKING, DECISION_LABELS, DECISIONS, blocking
 from resnetbench.results import load, merge
 
 __all__ = ["counts", "pareto_front", "render_html", "render_markdown", "write_html"]
@@ -34,23 +35,6 @@ __all__ = ["counts", "pareto_front", "render_html", "render_markdown", "write_ht
 TEMPLATES = Path(__file__).with_name("templates")
 OUTCOMES = ("passed", "failed", "skipped", "error")
 AXES = ("arch", "dtype", "compression", "backend", "batch", "outcome")
-# Worst news first: a reader of the delta table looks for regressions before anything else.
-DECISIONS = (
-    "regressed",
-    "inconclusive",
-    "only-in-baseline",
-    "only-in-current",
-    "improved",
-    "unchanged",
-)
-DECISION_LABELS = {
-    "regressed": "▲ REGRESSED",
-    "inconclusive": "? inconclusive",
-    "only-in-baseline": "− only in baseline",
-    "only-in-current": "+ only in current",
-    "improved": "▼ improved",
-    "unchanged": "= unchanged",
-}
 DTYPE_ORDER = ("fp32", "tf32", "bf16", "fp16", "int8", "int4")
 # Markdown summary budget: GitHub's step summary should fit on one screen.
 MD_MAX_REGRESSIONS = 6
@@ -488,6 +472,8 @@ def _delta_rows(
                 "ci": _fmt_ci(entry.get("ci")),
                 "p_value": _fmt_p(entry.get("p_value")),
                 "reason": str(entry.get("reason") or ""),
+                "blocking": decision in BLOCKING and not entry.get("allowed"),
+                "allowed": str(entry.get("allowed") or ""),
             }
         )
     rank = {d: i for i, d in enumerate(DECISIONS)}
@@ -968,6 +954,7 @@ def render_html(
         if comparison is not None
         else None,
         "decision_counts": Counter(str(e.get("decision")) for e in comparison or []),
+        "gate_blocking": len(blocking(comparison or [])),
         "decisions": DECISIONS,
         "decision_labels": DECISION_LABELS,
         "baseline_label": (baseline or {}).get("started") or "",
@@ -1061,25 +1048,27 @@ def render_markdown(results: dict[str, Any], comparison: list[dict[str, Any]] | 
 
     if comparison is not None:
         decided = Counter(str(e.get("decision")) for e in comparison)
-        others = ", ".join(f"{decided[d]} {d}" for d in DECISIONS[1:] if decided[d])
+        counted = ", ".join(f"{decided[d]} {d}" for d in DECISIONS if decided[d])
+        failing = blocking(comparison)
         lines += [
-            f"**Regressions: {decided['regressed']}** of {len(comparison)} compared"
-            + (f" ({others})" if others else ""),
+            f"**Gate: {'FAILED' if failing else 'passed'}** — {len(failing)} blocking of {len(comparison)}"
+            f" compared ({counted})",
             "",
         ]
-        regressed = [
-            r for r in _delta_rows(comparison, results, None) if r["decision"] == "regressed"
-        ]
-        if regressed:
+        rows = _delta_rows(comparison, results, None)
+        shown = [r for r in rows if r["blocking"]]
+        if shown:
             lines += _md_table(
-                ("case", "ratio", "95% CI", "p", "why"),
-                [
-                    (r["id"], r["ratio"], r["ci"], r["p_value"], r["reason"])
-                    for r in regressed[:MD_MAX_REGRESSIONS]
-                ],
+                ("case", "decision", "ratio", "95% CI", "why"),
+                [(r["id"], r["decision"], r["ratio"], r["ci"], r["reason"]) for r in shown[:MD_MAX_REGRESSIONS]],
             )
-            if len(regressed) > MD_MAX_REGRESSIONS:
-                lines.append(f"…and {len(regressed) - MD_MAX_REGRESSIONS} more in the HTML report")
+            if len(shown) > MD_MAX_REGRESSIONS:
+                lines.append(f"…and {len(shown) - MD_MAX_REGRESSIONS} more in the HTML report")
+            lines.append("")
+        allowed = [r for r in rows if r["allowed"]]
+        if allowed:
+            lines += ["Allowed by the matrix or `--allow` (not failing the gate):", ""]
+            lines += [f"- `{_md(r['id'], 80)}` ({r['decision']}): {_md(r['allowed'], 200)}" for r in allowed]
             lines.append("")
 
     best: dict[str, Mapping[str, Any]] = {}

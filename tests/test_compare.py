@@ -13,13 +13,16 @@ import numpy as np
 import pytest
 
 from resnetbench.compare import (
+    blocking,
     compare_results,
     decide_latency,
     fingerprint_warning,
     format_table,
     main_compare,
+    parse_allow,
     robust_cv,
     summarize_gate_check,
+    summary_line,
 )
 from resnetbench.results import ResultsError, load
 
@@ -204,6 +207,14 @@ def test_identical_constant_samples_unchanged() -> None:
 
 @pytest.fixture()
 def example() -> dict[str, Any]:
+    """The example run without its failing case (a failure fails the gate even when the baseline failed too)."""
+    data = load(EXAMPLE)
+    data["cases"] = [c for c in data["cases"] if c["outcome"] != "failed"]
+    return data
+
+
+@pytest.fixture()
+def with_failure() -> dict[str, Any]:
     return load(EXAMPLE)
 
 
@@ -222,12 +233,18 @@ FP16 = "resnet18-fp16-none-eager-b1"
 BF16 = "resnet18-bf16-none-onnxruntime-b1"
 
 
+def test_self_comparison_with_a_failing_case_fails_only_that_case(with_failure: dict[str, Any]) -> None:
+    records = compare_results(with_failure, copy.deepcopy(with_failure))
+    assert [r["id"] for r in blocking(records)] == [BF16]
+    assert by_id(records)[BF16]["decision"] == "failed"
+
+
 def test_self_comparison_is_all_unchanged(example: dict[str, Any]) -> None:
     records = compare_results(example, copy.deepcopy(example))
     assert [r["id"] for r in records] == [c["id"] for c in example["cases"]]
     assert {r["decision"] for r in records} == {"unchanged"}
     rec = by_id(records)
-    assert rec[FP16]["reason"] == "skipped in both"
+    assert rec[FP16]["reason"].startswith("skipped in both: fp16 convolutions")
     assert rec[EAGER]["ratio"] == 1.0 and rec[EAGER]["p_value"] == 1.0
     assert {"id", "decision", "ratio", "ci", "p_value", "reason", "checks"} <= set(rec[EAGER])
 
@@ -251,9 +268,66 @@ def test_only_in_one_side(example: dict[str, Any]) -> None:
     current["cases"].append(new)
     records = compare_results(example, current)
     rec = by_id(records)
-    assert rec[EAGER]["decision"] == "only-in-baseline"
-    assert rec[new["id"]]["decision"] == "only-in-current"
+    assert rec[EAGER]["decision"] == "missing"
+    assert rec[EAGER]["reason"] == "passed in baseline, absent now: the case vanished"
+    assert rec[new["id"]]["decision"] == "new"
     assert records[-1]["id"] == new["id"]  # baseline order, then new cases
+    assert [r["id"] for r in blocking(records)] == [EAGER]
+
+
+def test_a_new_failing_case_fails_the_gate(example: dict[str, Any]) -> None:
+    current = copy.deepcopy(example)
+    new = copy.deepcopy(case(example, ORT))
+    new.update(id="resnet34-fp32-none-onnxruntime-b1", outcome="failed", reason="accuracy failed")
+    current["cases"].append(new)
+    rec = by_id(compare_results(example, current))
+    assert rec[new["id"]]["decision"] == "failed"
+    assert rec[new["id"]]["reason"] == "new case, failed: accuracy failed"
+
+
+def test_a_failure_on_both_sides_still_fails(example: dict[str, Any]) -> None:
+    base, current = copy.deepcopy(example), copy.deepcopy(example)
+    for data in (base, current):
+        case(data, EAGER)["outcome"], case(data, EAGER)["reason"] = "failed", "accuracy failed"
+    rec = by_id(compare_results(base, current))
+    assert rec[EAGER]["decision"] == "failed"
+    assert rec[EAGER]["reason"].startswith("failed now (also in baseline): accuracy failed")
+
+
+def test_a_case_skipped_in_baseline_only_is_new_coverage(example: dict[str, Any]) -> None:
+    base = copy.deepcopy(example)
+    b = case(base, EAGER)
+    b["outcome"], b["reason"] = "skipped", "no GPU"
+    del b["latency"]
+    rec = by_id(compare_results(base, example))
+    assert rec[EAGER]["decision"] == "new" and not blocking([rec[EAGER]])
+
+
+def test_unstable_latency_is_blocking_and_not_compared(example: dict[str, Any]) -> None:
+    current = copy.deepcopy(example)
+    case(current, EAGER)["latency"]["stability"] = {"verdict": "unstable", "reasons": ["min/median 0.3"]}
+    rec = by_id(compare_results(example, current))
+    assert rec[EAGER]["decision"] == "unstable"
+    assert rec[EAGER]["latency"] is None and "latency unstable in current" in rec[EAGER]["reason"]
+    # re-timed clean is a result like any other
+    case(current, EAGER)["latency"]["stability"]["verdict"] = "retimed"
+    assert by_id(compare_results(example, current))[EAGER]["decision"] == "unchanged"
+
+
+def test_allowances_from_the_matrix_and_the_command_line(example: dict[str, Any]) -> None:
+    current = copy.deepcopy(example)
+    current["cases"] = [c for c in current["cases"] if c["id"] not in (EAGER, ORT)]
+    current["gate"] = {"allow": [{"id": "*-eager-b1", "reason": "eager moved to another job"}]}
+    records = compare_results(example, current, allow=[parse_allow("resnet18-fp32-none-onnx*=flaky runner")])
+    rec = by_id(records)
+    assert rec[EAGER]["allowed"] == "eager moved to another job"
+    assert rec[ORT]["allowed"] == "flaky runner"
+    assert blocking(records) == []
+    table = format_table(records)
+    assert "missing (allowed)" in table and "eager moved to another job" in table
+    assert "2 missing" in summary_line(records) and summary_line(records).endswith("2 allowed -> gate passed")
+    with pytest.raises(ResultsError, match="expected PATTERN=REASON"):
+        parse_allow("resnet18-*")
 
 
 def test_size_growth_regresses(example: dict[str, Any]) -> None:
@@ -295,23 +369,23 @@ def test_accuracy_noise_does_not_regress(example: dict[str, Any]) -> None:
     assert by_id(compare_results(example, current))[INT8]["decision"] == "unchanged"
 
 
-def test_passed_then_failed_regresses(example: dict[str, Any]) -> None:
+def test_passed_then_failed_fails(example: dict[str, Any]) -> None:
     current = copy.deepcopy(example)
     c = case(current, EAGER)
     c["outcome"], c["reason"] = "error", "backend crashed"
     rec = by_id(compare_results(example, current))
-    assert rec[EAGER]["decision"] == "regressed"
-    assert "passed in baseline, error now: backend crashed" in rec[EAGER]["reason"]
+    assert rec[EAGER]["decision"] == "failed"
+    assert "error now (passed in baseline): backend crashed" in rec[EAGER]["reason"]
 
 
-def test_skipped_now_is_inconclusive(example: dict[str, Any]) -> None:
+def test_skipped_now_is_missing(example: dict[str, Any]) -> None:
     current = copy.deepcopy(example)
     c = case(current, EAGER)
     c["outcome"], c["reason"] = "skipped", "onnxruntime not installed"
     del c["latency"]
     rec = by_id(compare_results(example, current))
-    assert rec[EAGER]["decision"] == "inconclusive"
-    assert "skipped now" in rec[EAGER]["reason"]
+    assert rec[EAGER]["decision"] == "missing"
+    assert "passed in baseline, skipped now: onnxruntime not installed" in rec[EAGER]["reason"]
 
 
 def test_uniform_machine_slowdown_in_files_is_unchanged(example: dict[str, Any]) -> None:
@@ -342,12 +416,12 @@ def test_fingerprint_warning_and_strict(example: dict[str, Any]) -> None:
 
 def test_format_table_puts_regressions_first(example: dict[str, Any]) -> None:
     current = copy.deepcopy(example)
-    lat = case(current, BF16)["latency"]
+    lat = case(current, INT8)["latency"]
     lat["samples_ms"] = [v * 1.5 for v in lat["samples_ms"]]
     table = format_table(compare_results(example, current))
     lines = table.splitlines()
     assert lines[0].split()[:2] == ["case", "decision"]
-    assert lines[2].startswith(BF16) and "regressed" in lines[2] and "1.500" in lines[2]
+    assert lines[2].startswith(INT8) and "regressed" in lines[2] and "1.500" in lines[2]
     assert len(lines) == 2 + len(example["cases"])
 
 
@@ -364,7 +438,7 @@ def test_main_exit_codes(example: dict[str, Any], tmp_path: Path) -> None:
     base = write(tmp_path, "base.json", example)
     out, err = io.StringIO(), io.StringIO()
     assert main_compare(base, base, None, False, out=out, err=err) == 0
-    assert "5 cases" in out.getvalue() and err.getvalue() == ""
+    assert "4 cases" in out.getvalue() and err.getvalue() == ""
 
     current = copy.deepcopy(example)
     lat = case(current, EAGER)["latency"]
@@ -372,7 +446,11 @@ def test_main_exit_codes(example: dict[str, Any], tmp_path: Path) -> None:
     cur = write(tmp_path, "cur.json", current)
     out = io.StringIO()
     assert main_compare(base, cur, 0.1, False, out=out, err=err) == 1
-    assert "1 regressed" in out.getvalue()
+    assert "1 regressed" in out.getvalue() and "gate FAILED" in out.getvalue()
+    # an allowance on the command line lets it through, and says so
+    out = io.StringIO()
+    assert main_compare(base, cur, 0.1, False, out=out, err=err, allow=[f"{EAGER}=known"]) == 0
+    assert "regressed (allowed)" in out.getvalue() and f"{EAGER} (regressed): known" in out.getvalue()
     # A 20% slowdown is within a 30% threshold.
     assert main_compare(base, cur, 0.3, False, out=io.StringIO(), err=err) == 0
 

@@ -71,7 +71,10 @@ def test_small_matrix_passes_and_writes_results(run_matrix):
         # random weights: the reference is degenerate and top-1 agreement is not used to pass
         assert case["accuracy"]["degenerate"].startswith("degenerate reference: 1 distinct class")
         top1 = next(c for c in case["accuracy"]["checks"] if c["metric"] == "top1_agreement")
-        assert top1["meaningful"] is False
+        assert top1["status"] == "not-used"
+        # the centred metrics decided instead
+        centred = next(c for c in case["accuracy"]["checks"] if c["metric"] == "centered_rel_l2")
+        assert centred["status"] == "passed" and centred["value"] < 1e-4
         assert len(case["latency"]["samples_ms"]) == 5
         assert case["latency"]["p90_ms"] is None  # 5 samples are too few for a p90
         paired = case["latency"]["paired"]

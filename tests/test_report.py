@@ -206,7 +206,7 @@ def test_markdown_stays_on_one_screen_when_large() -> None:
     md = report.render_markdown(results, comparison=comparison)
     lines = md.splitlines()
     assert len(lines) <= 40, md
-    assert "**Regressions: 50** of 51 compared (1 improved)" in md
+    assert "**Gate: FAILED** — 50 blocking of 51 compared (50 regressed, 1 improved)" in md
     assert "…and 44 more in the HTML report" in md
     assert "<b>" not in md and "slower \\| by 20% &lt;b&gt;" in md
     assert "<script>" not in md
@@ -288,7 +288,7 @@ def test_missing_and_null_fields_do_not_crash() -> None:
     assert "bare" in html and "C9" in html
     assert 'id="fig-box-0"' in html  # the one-sample and NaN cases still get a box
     md = report.render_markdown(results, comparison=[{"id": "bare", "decision": "regressed"}])
-    assert "| bare | — | — | — |  |" in md
+    assert "| bare | regressed | — | — |  |" in md
 
 
 def test_example_renders_all_sections(example: dict[str, Any]) -> None:
@@ -421,7 +421,7 @@ def test_comparison_table_regressions_first_with_labels(
         },
         {
             "id": "resnet18-gone-b1",
-            "decision": "only-in-baseline",
+            "decision": "missing",
             "ratio": None,
             "ci": None,
             "p_value": None,
@@ -431,7 +431,7 @@ def test_comparison_table_regressions_first_with_labels(
     html = report.render_html(example, comparison=comparison)
     section = html[html.index('id="baseline"') : html.index('id="cases-section"')]
     rows = re.findall(r'<tr class="d-([a-z-]+)">', section)
-    assert rows == ["regressed", "only-in-baseline", "unchanged"]
+    assert rows == ["regressed", "missing", "unchanged"]
     assert "▲ REGRESSED" in section and "1.310× (+31.0%)" in section and "&lt;0.001" in section
     # No baseline dict was given: its medians are unknown, the current ones are shown.
     regressed_row = section[section.index('<tr class="d-regressed">') :].split("</tr>")[0]
@@ -489,8 +489,11 @@ def test_real_gate_records_render(example: dict[str, Any]) -> None:
     html = report.render_html(example, baseline=baseline)
     section = html[html.index('id="baseline"') : html.index('id="cases-section"')]
     assert section.count('<tr class="d-') == len(records) == len(example["cases"])
-    first_row = section[section.index("<tbody>") :].split("</tr>")[0]
-    assert "d-regressed" in first_row and "resnet18-fp32-none-onnxruntime-b1" in first_row
+    rows = section[section.index("<tbody>") :].split("</tr>")
+    # worst news first: the case that fails on both sides, then the slowdown
+    assert "d-failed" in rows[0] and "resnet18-bf16-none-onnxruntime-b1" in rows[0]
+    assert "d-regressed" in rows[1] and "resnet18-fp32-none-onnxruntime-b1" in rows[1]
+    assert "Gate: FAILED" in section
 
 
 # ---------------------------------------------------------------- files

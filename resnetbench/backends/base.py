@@ -61,6 +61,9 @@ class Backend:
     # dtype -> why it runs but is too slow to be worth it unless the matrix opts in
     slow: ClassVar[dict[str, str]] = {}
     artifact_kind: ClassVar[str] = ""
+    # Runs a PyTorch module: the build casts it to the case's dtype or quantizes it with
+    # torch's own int8 path first (a subclass inherits this, whatever its name).
+    runs_torch_module: ClassVar[bool] = False
 
     def unsupported(self, case: Case) -> str | None:
         """Why this backend cannot build or run ``case``; None when it can."""

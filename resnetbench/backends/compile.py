@@ -27,6 +27,7 @@ PACKAGE = "compiled.pt2"
 
 class CompileBackend(Backend):
     name = "compile"
+    runs_torch_module = True
     dtypes = frozenset({"fp32", "fp16", "bf16"})
     slow = {"fp16": FP16_SLOW}
     artifact_kind = "state_dict (the AOTInductor package beside it is generated code + the same weights)"

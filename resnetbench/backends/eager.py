@@ -62,6 +62,7 @@ class EagerRunner:
 
 class EagerBackend(Backend):
     name = "eager"
+    runs_torch_module = True
     dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
     compressions = Backend.compressions | {"dynamic", "static"}
     slow = {"fp16": FP16_SLOW}

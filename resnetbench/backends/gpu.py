@@ -45,6 +45,7 @@ class CudaRunner:
 
 class CudaBackend(Backend):
     name = "cuda"
+    runs_torch_module = True
     device = "cuda"
     dtypes = frozenset({"fp32", "fp16", "bf16"})
     artifact_kind = "state_dict (torch.save)"

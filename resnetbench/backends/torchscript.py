@@ -19,6 +19,7 @@ from resnetbench.matrix import Case
 
 class TorchScriptBackend(Backend):
     name = "torchscript"
+    runs_torch_module = True
     dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
     compressions = Backend.compressions | {"dynamic", "static"}
     slow = {"fp16": FP16_SLOW}
