@@ -187,7 +187,7 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -
 
 
 def build_default(arch: str, backend: str, batch: int, input_size: int, cache: ArtifactCache, threads: int,
-                  origin: str) -> Built:
-    """An fp32, uncompressed case with every setting at its default (no matrix file; ``origin`` names the caller)."""
+                  origin: str, dtype: str = "fp32", compression: str = "none") -> Built:
+    """A case with every setting at its default (no matrix file; ``origin`` names the caller)."""
     config = Config(path=Path(origin), matrix={}, input_size=input_size)
-    return build_case(config, Case(arch, "fp32", "none", backend, batch), cache, threads)
+    return build_case(config, Case(arch, dtype, compression, backend, batch), cache, threads)

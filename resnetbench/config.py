@@ -45,7 +45,8 @@ AXES = ("arch", "dtype", "compression", "backend", "batch")
 # 28-40 ms here depending on the machine's period: 30 rounds took 5.0 s at 40 ms per
 # call, 20 rounds + 40 pairs (109 calls) stay under the 5 s budget. The gate needs the
 # pairs more than the plain loop needs rounds. p90 needs 64 rounds (set rounds: 64).
-LATENCY_DEFAULTS = {"warmup": 5, "rounds": 20, "pairs": 40, "blocks": 8}
+# An unstable timing (measure/stability.py) is re-timed up to ``retimes`` times.
+LATENCY_DEFAULTS = {"warmup": 5, "rounds": 20, "pairs": 40, "blocks": 8, "retimes": 2}
 ACCURACY_METRICS = {
     # metric: (direction, description); "max" means the value must stay <= limit
     "rel_l2": ("max", "relative L2 error of the logits"),
@@ -197,6 +198,8 @@ def json_schema(
                               "description": "[reference call, case call] pairs timed for the gate"},
                     "blocks": {"type": "integer", "minimum": 1,
                                "description": "blocks the pairs are cut into (the gate's unit)"},
+                    "retimes": {"type": "integer", "minimum": 0, "maximum": 5,
+                                "description": "re-timings of a case whose timing was unstable"},
                 },
             },
             "cache": {

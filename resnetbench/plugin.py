@@ -272,9 +272,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     from resnetbench.environment import calibration_kernel
+    from resnetbench.measure.stability import recheck_run
 
     if state.environment:
         state.environment["calibration_end"] = calibration_kernel()
+    for lat in recheck_run([r["latency"] for r in state.records.values() if isinstance(r.get("latency"), dict)]):
+        case_id = next(r["id"] for r in state.records.values() if r.get("latency") is lat)
+        state.records[case_id]["notes"].append(f"latency unstable: {lat['stability']['reasons'][-1]}")
     state.write()
     data = state.results()
     comparison = None

@@ -15,9 +15,15 @@ depends on the reference:
   case call: 0.4% (eager), 0.9% (ONNX Runtime), 1.5% (OpenVINO) for ResNet-18 cases at
   64x64, 0.7-2% for ResNet-34/50 cases, ~4% when the input size differs.
 
-So the reference is torchvision's ResNet-18 with seeded random weights, fp32, no
-compression, at the case's batch and input size, built by the case's backend with that
-backend's default settings (never the matrix's), through the artifact cache. Because it
+So the reference is torchvision's ResNet-18 with seeded random weights at the case's
+batch and input size, built by the case's backend with that backend's default settings
+(never the matrix's), through the artifact cache, *in the case's arithmetic family*
+(``family``): the case's dtype, and int8 with the case's quantization method for
+quantized cases. An fp32 reference does not track a bf16 or int8 case: in four
+back-to-back runs of one unchanged matrix the fp32 reference slowed by 25% in one run
+while the bf16 case slowed by 8%, and bf16 eager cases were flagged 1.10-1.16x
+"regressed" in 3 of 6 comparisons. bf16 and int8 kernels (AMX/VNNI tiles, other
+oneDNN/MLAS paths) feel the machine differently from fp32 ones. Because it
 ignores the matrix and the weights, a pull request that changes a model, its weights,
 its compression or the matrix's backend settings does not move it. Library upgrades do,
 and they change the run's fingerprint, which ``compare`` flags.
@@ -51,24 +57,48 @@ class ReferenceWorkload:
     runner: Any
     native: Any
 
+    dtype: str = "fp32"
+    compression: str = "none"
+
+    @property
+    def key(self) -> str:
+        """What identifies this reference within a run (cases sharing it compare their reference times)."""
+        return f"{self.backend}/{self.dtype}/{self.compression}/b{self.batch}/{self.input_size}"
+
     @property
     def description(self) -> str:
-        return (f"{REFERENCE_ARCH} fp32, seeded random weights, {self.batch}x3x{self.input_size}x{self.input_size}, "
-                f"backend {self.backend} with its default settings")
+        comp = "" if self.compression == "none" else f" {self.compression}"
+        return (f"{REFERENCE_ARCH} {self.dtype}{comp}, seeded random weights, "
+                f"{self.batch}x3x{self.input_size}x{self.input_size}, backend {self.backend} with its default settings")
 
     def run(self) -> Any:
         return self.runner.run(self.native)
 
 
-def reference_for(backend: str, batch: int, input_size: int, threads: int, cache: Any) -> ReferenceWorkload:
-    """Build (or fetch from the cache) and load the reference for cases of this backend, batch and size."""
+def family(dtype: str, compression: str) -> tuple[str, str]:
+    """(dtype, compression) of the reference that follows a case's arithmetic.
+
+    Quantized cases get an int8 reference quantized by the same method; pruned or
+    distilled models keep their dtype's dense arithmetic, so their reference is uncompressed.
+    """
+    if compression in ("static", "dynamic"):
+        return "int8", compression
+    return dtype, "none"
+
+
+def reference_for(backend: str, batch: int, input_size: int, threads: int, cache: Any, dtype: str = "fp32",
+                  compression: str = "none") -> ReferenceWorkload:
+    """Build (or fetch from the cache) and load the reference for cases of this backend, family, batch and size."""
     import torch
 
     from resnetbench.build import build_default
 
-    built = build_default(REFERENCE_ARCH, backend, batch, input_size, cache, threads, REFERENCE_ORIGIN)
+    ref_dtype, ref_compression = family(dtype, compression)
+    built = build_default(REFERENCE_ARCH, backend, batch, input_size, cache, threads, REFERENCE_ORIGIN,
+                          ref_dtype, ref_compression)
     x = torch.randn(batch, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
-    return ReferenceWorkload(backend, batch, input_size, built.runner, built.runner.prepare(x))
+    return ReferenceWorkload(backend, batch, input_size, built.runner, built.runner.prepare(x), ref_dtype,
+                             ref_compression)
 
 
 def time_pairs(reference: ReferenceWorkload, run: Callable[[Any], Any], native: Any, pairs: int,
