@@ -138,9 +138,34 @@ def _formula_mb(case: Mapping[str, Any]) -> float | None:
     return mb
 
 
+def _unstable(case: Mapping[str, Any] | None) -> bool:
+    """The run marked this case's timing unstable (measure/stability.py): its figures are not results."""
+    return _get(case, "latency", "stability", "verdict") == "unstable"
+
+
 def _median_ms(case: Mapping[str, Any] | None) -> float | None:
-    """Median latency of a case, or None."""
-    return _num(_get(case, "latency", "median_ms"))
+    """Median latency of a case for anything derived from it (speed-ups, fronts, bests); None when unstable."""
+    return None if _unstable(case) else _num(_get(case, "latency", "median_ms"))
+
+
+def _unstable_cases(cases: Sequence[Mapping[str, Any]]) -> list[tuple[Any, str]]:
+    """(id, reasons) of every case whose timing stayed unstable."""
+    return [(c.get("id"), "; ".join(_get(c, "latency", "stability", "reasons") or [])) for c in cases if _unstable(c)]
+
+
+def _undecidable_cases(cases: Sequence[Mapping[str, Any]]) -> list[tuple[Any, str]]:
+    """(id, why) of every case whose accuracy verdict is undecidable."""
+    return [(c.get("id"), str(_get(c, "accuracy", "message") or "")) for c in cases
+            if _get(c, "accuracy", "verdict") == "undecidable"]
+
+
+def _latency_text(case: Mapping[str, Any] | None) -> str:
+    """The median as shown: an unstable one is marked where it stands, a re-timed one says so."""
+    text = _fmt_ms(_get(case, "latency", "median_ms"))
+    verdict = _get(case, "latency", "stability", "verdict")
+    if verdict == "unstable":
+        return f"⚠ unstable {text}"
+    return f"{text} (retimed)" if verdict == "retimed" else text
 
 
 def _conversion_s(case: Mapping[str, Any]) -> float | None:
@@ -154,13 +179,15 @@ def _conversion_s(case: Mapping[str, Any]) -> float | None:
 
 
 def _accuracy_text(case: Mapping[str, Any]) -> str:
-    """Task top-1 where measured, else cosine to the reference; for compact cells."""
+    """Task top-1 where it decides, else the centred cosine to the reference; for compact cells."""
+    if _get(case, "accuracy", "verdict") == "undecidable":
+        return "⚠ undecidable"
     top1 = _num(_get(case, "accuracy", "task", "top1"))
-    if top1 is not None:
+    if top1 is not None and not _get(case, "accuracy", "task", "undecidable"):
         return f"top1 {100 * top1:.1f}%"
-    cosine = _num(_get(case, "accuracy", "metrics", "cosine"))
+    cosine = _num(_get(case, "accuracy", "metrics", "centered_cosine"))
     if cosine is not None:
-        return f"cos {cosine:.5f}"
+        return f"ccos {cosine:.4f}"
     return "—"
 
 
@@ -262,7 +289,8 @@ CASE_COLUMNS = (
     Column("artifact_mb", "artifact MB", True, "bytes of the files the backend loads"),
     Column("size_ratio", "artifact / formula", True),
     Column("rel_l2", "rel L2", True, "relative L2 error of logits vs the reference"),
-    Column("cosine", "cosine", True, "cosine similarity of logits vs the reference"),
+    Column("centered_cosine", "centred cos", True,
+           "cosine of the input-dependent part of the logits (minus the reference's batch mean)"),
     Column("top1_agreement", "top-1 agreement", True, "same top-1 class as the reference"),
     Column("task_top1", "task top-1 (CI)", True, "labelled-dataset top-1 with its interval"),
     Column("drop_points", "drop pts", True, "task top-1 drop vs fp32, percentage points"),
@@ -316,14 +344,15 @@ def _case_cells(case: Mapping[str, Any]) -> list[Cell]:
         num(artifact_mb, _fmt(artifact_mb, ".2f")),
         num(ratio, _fmt(ratio, ".3f", "×")),
         num(_num(_get(metrics, "rel_l2")), _fmt(_get(metrics, "rel_l2"), ".2e")),
-        num(_num(_get(metrics, "cosine")), _fmt(_get(metrics, "cosine"), ".5f")),
+        num(_num(_get(metrics, "centered_cosine")), _fmt(_get(metrics, "centered_cosine"), ".4f")),
         num(
             _num(_get(metrics, "top1_agreement")),
             _fmt_pct(_get(metrics, "top1_agreement")),
         ),
         num(top1, top1_text),
         num(_num(_get(task, "drop_points")), _fmt(_get(task, "drop_points"), ".2f")),
-        num(_median_ms(case), _fmt_ms(_get(latency, "median_ms"))),
+        Cell(_latency_text(case), _median_ms(case), title="; ".join(_get(latency, "stability", "reasons") or []),
+             css="n unstable" if _unstable(case) else "n"),
         num(_num(_get(latency, "p90_ms")), _fmt_ms(_get(latency, "p90_ms"))),
         num(
             _num(_get(latency, "throughput_ips")),
@@ -371,7 +400,7 @@ def _grids(cases: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "id": case.get("id"),
                     "label": label,
                     "outcome": case.get("outcome"),
-                    "latency": _fmt_ms(_median_ms(case)) + (" ms" if _median_ms(case) else ""),
+                    "latency": _latency_text(case) + (" ms" if _get(case, "latency", "median_ms") else ""),
                     "accuracy": _accuracy_text(case),
                     "fastest": fastest.get(case.get("batch")) is case,
                 }
@@ -399,9 +428,10 @@ def _accuracy_drop(case: Mapping[str, Any], ref: Mapping[str, Any]) -> tuple[flo
     ref_top1 = _num(_get(ref, "accuracy", "task", "top1"))
     if top1 is not None and ref_top1 is not None:
         return 100 * (ref_top1 - top1), "task top-1"
-    # Without labels, disagreement with the reference's top-1 is the best proxy we have.
+    # Without labels, disagreement with the reference's top-1 is the best proxy we have,
+    # unless the reference predicts one class for everything (then it says nothing).
     agreement = _num(_get(case, "accuracy", "metrics", "top1_agreement"))
-    if agreement is not None:
+    if agreement is not None and not _get(case, "accuracy", "degenerate"):
         return 100 * (1 - agreement), "top-1 disagreement"
     return None, ""
 
@@ -918,11 +948,6 @@ def render_html(
         (c for c in cases if c.get("outcome") != "passed"),
         key=lambda c: (problem_rank.get(str(c.get("outcome")), 3), str(c.get("id"))),
     )
-    degenerate = [
-        (c.get("id"), _get(c, "accuracy", "degenerate"))
-        for c in cases
-        if _get(c, "accuracy", "degenerate") not in (None, "", False)
-    ]
     claims = list(results.get("claims") or [])
     plotly = _plotly_payload() if figures else None
     context = {
@@ -948,7 +973,8 @@ def render_html(
         "tradeoff_front": tradeoff_front,
         "boxes": boxes,
         "problems": problems,
-        "degenerate": degenerate,
+        "undecidable": _undecidable_cases(cases),
+        "unstable": _unstable_cases(cases),
         "claims": claims,
         "comparison": _delta_rows(comparison, results, baseline)
         if comparison is not None
@@ -1041,10 +1067,15 @@ def render_markdown(results: dict[str, Any], comparison: list[dict[str, Any]] | 
         meta.append(f"took {duration}")
     if results.get("matrix_file"):
         meta.append(f"matrix {results['matrix_file']}")
-    degenerate = sum(1 for c in cases if _get(c, "accuracy", "degenerate") not in (None, "", False))
-    if degenerate:
-        meta.append(f"⚠ {degenerate} degenerate accuracy reference(s)")
     lines += [_md(" · ".join(meta), 300), ""]
+    for what, flagged in (
+        ("timing(s) stayed unstable after re-timing: their latency is not a result", _unstable_cases(cases)),
+        ("accuracy verdict(s) undecidable (counted as failed)", _undecidable_cases(cases)),
+    ):
+        if flagged:
+            lines += [f"**⚠ {len(flagged)} {what}:**", ""]
+            lines += [f"- `{_md(cid, 80)}`: {_md(why, 200)}" for cid, why in flagged[:MD_MAX_REGRESSIONS]]
+            lines.append("")
 
     if comparison is not None:
         decided = Counter(str(e.get("decision")) for e in comparison)

@@ -55,7 +55,7 @@ claims: false
         case = cases[f"resnet18-fp32-none-{name}-b1"]
         assert case["outcome"] == "failed"
         assert "rel_l2 = " in case["accuracy"]["message"] and "tolerance <= 0.0001" in case["accuracy"]["message"]
-    result.stdout.fnmatch_lines(["resnet18-fp32-none-eager-permuted-b1: accuracy: rel_l2 = *, tolerance <= 0.0001*"])
+    result.stdout.fnmatch_lines(["resnet18-fp32-none-eager-permuted-b1: accuracy failed: rel_l2 = *, tolerance <= 0.0001*"])
     assert "Traceback" not in result.stdout.str()
 
 

@@ -86,8 +86,9 @@ def test_first_image_runner_fails_and_honest_path_passes(pytester, run_matrix, s
             assert first["accuracy"]["verdict"] == "failed"
             failed = {c["metric"] for c in first["accuracy"]["checks"] if c["status"] == "failed"}
             assert {"centered_cosine", "spread_error"} <= failed, first["accuracy"]["checks"]
-            # the reference is degenerate, so agreement decided nothing in either case
-            assert honest["accuracy"]["degenerate"], honest["accuracy"]
+            # the centred metrics decided the honest case too
+            decided = {c["metric"] for c in honest["accuracy"]["checks"] if c["status"] == "passed"}
+            assert {"centered_cosine", "spread_error"} <= decided, honest["accuracy"]["checks"]
     assert "Traceback" not in result.stdout.str()
 
 

@@ -292,7 +292,7 @@ def test_missing_and_null_fields_do_not_crash() -> None:
 
 
 def test_example_renders_all_sections(example: dict[str, Any]) -> None:
-    """Header, machine, grids, trade-offs, charts, problems, degenerate warning and claims."""
+    """Header, machine, grids, trade-offs, charts, problems, unstable and undecidable warnings, claims."""
     html = report.render_html(example)
     for text in (
         "2026-11-29T03:00:00+00:00",
@@ -307,7 +307,12 @@ def test_example_renders_all_sections(example: dict[str, Any]) -> None:
         'id="tradeoffs"',
         'id="fig-size-latency"',
         'id="fig-tradeoff"',
-        "degenerate reference: 1 distinct class in 64 inputs",
+        'id="undecidable"',
+        "is not above chance (0.1% for 1000 classes)",
+        'id="unstable"',
+        "median 29.9 ms is 6.45x the fastest call",
+        "⚠ unstable 29.86",
+        "(retimed)",
         "quantize_dynamic(Linear) makes ResNet-50 ~1/4 size",
         "fp16 convolutions in PyTorch eager on CPU are pathologically slow",
     ):
