@@ -8,6 +8,12 @@ from typing import Any
 
 import pytest
 
+# pytester restores sys.modules after each test, and numpy's C extensions (numpy.fft via
+# scipy.stats) cannot load twice in one process: import what in-process `main([...])`
+# calls use before any test runs.
+import resnetbench.compare  # noqa: F401
+import resnetbench.report  # noqa: F401
+
 pytest_plugins = ["pytester"]
 
 
