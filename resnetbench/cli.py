@@ -172,10 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.set_defaults(func=cmd_cache)
 
-    from resnetbench import benchbackends, gatecheck
+    from resnetbench import benchbackends, gatecheck, mutations
 
     gatecheck.add_parser(sub)
     benchbackends.add_parser(sub)
+    mutations.add_parser(sub)
 
     p = sub.add_parser("train", help="train weights on the offline digits dataset")
     p.add_argument("--arch", default="resnet18")
