@@ -94,7 +94,7 @@ MATRIX: dict[str, Any] = {
     # statistics of all of them: measured, the one-image damage changed nothing there).
     "weights": {"source": "train", "dataset": "digits", "epochs": 2},
     "dataset": {"name": "digits", "samples": 128},
-    "input_size": 32,  # the size the digits weights are trained at (train.DEFAULT_SIZE)
+    "input_size": 64,
     # More pairs than the default: a true +10% must be told from +0% in one comparison.
     "latency": {"warmup": 3, "rounds": 20, "pairs": 80, "blocks": 16},
     "compression_settings": {"static": {"calibration_samples": 64}},

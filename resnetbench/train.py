@@ -71,7 +71,8 @@ def trained_model(arch: str, weights: dict[str, Any], cache_dir: Path | None = N
     if path.exists():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval()
-    model, info = train_digits(arch, epochs=weights.get("epochs", 8), seed=weights.get("seed", 0))
+    model, info = train_digits(arch, epochs=weights.get("epochs", 8), seed=weights.get("seed", 0),
+                               size=weights.get("size", DEFAULT_SIZE))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(model.state_dict(), tmp)

@@ -364,7 +364,7 @@ def test_minimal_matrix_loads_with_defaults(tmp_path: Path) -> None:
     assert cfg.seed == 0
     assert cfg.threads is None
     assert cfg.allow_slow is False
-    assert cfg.latency == {"warmup": 5, "rounds": 20, "pairs": 40, "blocks": 8}
+    assert cfg.latency == {"warmup": 5, "rounds": 20, "pairs": 40, "blocks": 8, "retimes": 2}
     assert cfg.tolerances == {} and cfg.cache == {} and cfg.architectures == {}
     [case] = expand(cfg)
     assert case.id == "resnet18-fp32-none-eager-b1"
@@ -375,7 +375,7 @@ def test_partial_settings_keep_other_defaults(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(MINIMAL + "latency: {rounds: 7}\ngate: {threshold: 0.2}\nseed: 11\n", encoding="utf-8")
     cfg = load_config(path)
-    assert cfg.latency == {"warmup": 5, "rounds": 7, "pairs": 40, "blocks": 8}
+    assert cfg.latency == {"warmup": 5, "rounds": 7, "pairs": 40, "blocks": 8, "retimes": 2}
     assert cfg.gate == {"threshold": 0.2}
     assert cfg.weights == {"source": "random", "seed": 11}
 
