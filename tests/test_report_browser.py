@@ -134,8 +134,9 @@ def test_charts_render(loaded: Loaded) -> None:
     assert charts.count() >= 3
     for i in range(charts.count()):
         assert charts.nth(i).locator(".main-svg").count() > 0
-    # The scatter shows the example's Pareto-optimal int8 case as a star marker.
-    assert page.locator("#fig-size-latency .point").count() >= 5
+    # The scatter shows the example's Pareto-optimal int8 case as a star marker; the case
+    # whose timing was unstable is not a point.
+    assert page.locator("#fig-size-latency .point").count() >= 4
 
 
 def test_data_never_executes(loaded: Loaded) -> None:
@@ -158,8 +159,9 @@ def test_header_click_sorts(loaded: Loaded) -> None:
     ascending = column_values(page, "median ms")
     numbers = [float(v) for v in ascending if v is not None]
     assert ascending != before
-    assert numbers == sorted(numbers) and len(numbers) == 4
-    assert ascending[-1] is None  # the skipped case has no latency
+    # 3 results: the skipped case has no latency and the unstable one's is not a result
+    assert numbers == sorted(numbers) and len(numbers) == 3
+    assert ascending[-2:] == [None, None]
     assert header.get_attribute("aria-sort") == "ascending"
     header.click()
     descending = [float(v) for v in column_values(page, "median ms") if v is not None]

@@ -1,0 +1,43 @@
+"""The stability verdict of a timing, from its own samples and reference calls."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from resnetbench.measure.stability import LIMITS, assess, recheck_run
+
+rng = np.random.default_rng(0)
+
+
+def quiet(n: int = 40, median: float = 10.0) -> list[float]:
+    return list(median * (1 + 0.02 * rng.standard_normal(n)).clip(0.95, None))
+
+
+def test_quiet_timing_is_stable():
+    r = assess(quiet(20), quiet(40, 30.0), run_reference_best_ms=29.5)
+    assert r["verdict"] == "stable" and r["reasons"] == []
+
+
+def test_a_busy_machine_is_unstable_for_each_reason():
+    busy = quiet(20)
+    busy[::2] = [v * 3 for v in busy[::2]]  # half the calls three times slower
+    assert any("fastest call" in m for m in assess(busy)["reasons"])
+    drifting = quiet(40, 30.0)[:20] + quiet(20, 45.0)
+    assert any("moved 1.5" in m for m in assess(quiet(20), drifting)["reasons"])
+    assert any("busy machine" in m for m in assess(quiet(20), quiet(40, 60.0), run_reference_best_ms=30.0)["reasons"])
+
+
+def test_limits_are_the_documented_ones():
+    assert LIMITS == {"min_over_median": 0.7, "iqr_over_median": 0.25, "reference_drift": 1.25, "reference_vs_run": 1.5}
+
+
+def test_recheck_marks_a_case_timed_before_the_machine_was_seen_quiet():
+    def lat(ref_ms: float) -> dict:
+        return {"paired": {"reference_key": "eager/fp32/none/b1/64", "reference_ms": quiet(16, ref_ms)},
+                "stability": {"verdict": "stable", "reasons": []}}
+
+    early, later, other = lat(80.0), lat(30.0), lat(31.0)
+    marked = recheck_run([early, later, other])
+    assert marked == [early] and early["stability"]["verdict"] == "unstable"
+    assert "found after the run" in early["stability"]["reasons"][0]
+    assert later["stability"]["verdict"] == other["stability"]["verdict"] == "stable"
