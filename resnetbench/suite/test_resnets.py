@@ -136,7 +136,7 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
 
             lat = cfg.latency
             paired = {**time_pairs(reference, built.runner.run, native, 2 * lat["pairs"], lat["warmup"]),
-                      "blocks": 2 * lat["blocks"]}
+                      "blocks": 2 * lat["blocks"], "reference_key": reference.key}
             gate = {**_gate(case, paired, run_state), "rerun": True}
     rec = summarize(samples, case.batch)
     key = ("flops", case.arch, case.compression, cfg.input_size, case.batch)
