@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, record_warnings
-from resnetbench.backends.eager import FP16_SLOW, EagerRunner, faster_memory_format, torch_input
+from resnetbench.backends.eager import FP16_SLOW, EagerRunner, torch_input, uses_channels_last
 from resnetbench.matrix import Case
 
 
@@ -28,17 +28,15 @@ class TorchScriptBackend(Backend):
     def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
         notes: list[str] = []
         sample = torch_input(torch.randn(case.batch, 3, ctx.input_size, ctx.input_size), case)
-        channels_last, timings = False, {}
-        if case.dtype in ("fp32", "bf16") and case.compression not in ("dynamic", "static"):
-            # The layout is baked into the frozen graph: trace in the one that runs faster.
-            channels_last, timings = faster_memory_format(model, sample)
+        # The layout is baked into the frozen graph: the same fixed rule as eager's.
+        channels_last = uses_channels_last(case)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         with Timer() as t, record_warnings(notes), torch.inference_mode():
             traced = torch.jit.trace(model.eval().to(memory_format=fmt), sample.contiguous(memory_format=fmt),
                                      check_trace=False)
             frozen = torch.jit.freeze(traced)
             torch.jit.save(frozen, str(out / "model.ts"))
-        return Exported(["model.ts"], t.seconds, notes, {"channels_last": channels_last, "memory_format_ms": timings})
+        return Exported(["model.ts"], t.seconds, notes, {"channels_last": channels_last})
 
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> EagerRunner:
         notes = meta.setdefault("notes", [])
