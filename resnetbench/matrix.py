@@ -58,8 +58,9 @@ AXIS_DEFAULTS: dict[str, Any] = {
 # - int8: MLPerf Inference's closed-division rule on labelled data: >= 99% of fp32 accuracy
 #   (ResNet-50: 99% of 76.46%), i.e. a drop of about 1 point or less. Without labels the
 #   output level decides: static int8 on random weights measured centred cosine 0.51
-#   (ResNet-50, 224) to 0.96 (ResNet-18, 112) and spread_error up to 0.27: 0.4 and 0.4.
-#   Output noise twice the size of the input-dependent part fails both.
+#   (ResNet-50, 224) to 0.96 (ResNet-18, 112) and spread_error up to 0.27 at 224, 0.42 for
+#   ResNet-34 on eager (fbgemm) at 112: 0.4 and 0.5. Output noise twice the size of the
+#   input-dependent part (spread_error 0.80) fails.
 # - pruning has no published standard and, on random weights, leaves no input dependence
 #   to compare (measured centred cosine 0.07 unstructured 50%, 0.001 channels 30%): it is
 #   judged on labelled data only (task drop), and is undecidable without labels.
@@ -68,7 +69,7 @@ DEFAULT_TOLERANCES: dict[str, dict[str, dict[str, float]]] = {
         "fp32": {"rel_l2": 1e-4, "centered_rel_l2": 1e-3, "top1_agreement": 0.99},
         "fp16": {"centered_cosine": 0.99, "spread_error": 0.1, "top1_agreement": 0.99},
         "bf16": {"centered_cosine": 0.85, "spread_error": 0.2, "top1_agreement": 0.99},
-        "int8": {"centered_cosine": 0.4, "spread_error": 0.4, "top1_drop_points": 1.0, "top1_ratio": 0.99},
+        "int8": {"centered_cosine": 0.4, "spread_error": 0.5, "top1_drop_points": 1.0, "top1_ratio": 0.99},
     },
     "compression": {
         "none": {},
@@ -76,7 +77,7 @@ DEFAULT_TOLERANCES: dict[str, dict[str, dict[str, float]]] = {
         # (ResNet-50 at 224: only fc is quantized, but the input-dependent part is small)
         "dynamic": {"centered_cosine": 0.6, "spread_error": 0.4, "top1_agreement": 0.95,
                     "top1_drop_points": 1.0, "top1_ratio": 0.99},
-        "static": {"centered_cosine": 0.4, "spread_error": 0.4, "top1_drop_points": 1.0, "top1_ratio": 0.99},
+        "static": {"centered_cosine": 0.4, "spread_error": 0.5, "top1_drop_points": 1.0, "top1_ratio": 0.99},
         "prune-l1-unstructured": {"top1_drop_points": 5.0},
         "prune-channels": {"top1_drop_points": 10.0},
         "distill": {"top1_agreement": 0.5},

@@ -32,6 +32,12 @@ class Bad:
 
 BAD = [
     Bad(
+        "gate-allowance-without-reason",
+        "matrix:\n  arch: [resnet18]\ngate:\n  allow:\n    - {id: 'resnet18-*'}\n",
+        5,
+        ("'reason'", "required"),
+    ),
+    Bad(
         "unknown-top-level-key",
         "# resnetbench matrix\nmatrix:\n  arch: [resnet18]\nthreds: 2\n",
         4,
@@ -378,6 +384,18 @@ def test_partial_settings_keep_other_defaults(tmp_path: Path) -> None:
     assert cfg.latency == {"warmup": 5, "rounds": 7, "pairs": 40, "blocks": 8, "retimes": 2}
     assert cfg.gate == {"threshold": 0.2}
     assert cfg.weights == {"source": "random", "seed": 11}
+
+
+def test_gate_allowances_load(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(MINIMAL + "gate:\n  allow:\n    - {id: 'resnet152-*', reason: too slow here}\n", encoding="utf-8")
+    assert load_config(path).gate == {"allow": [{"id": "resnet152-*", "reason": "too slow here"}]}
+
+
+def test_trained_weights_train_at_the_matrix_input_size(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(MINIMAL + "weights: {source: train, epochs: 2}\ninput_size: 64\n", encoding="utf-8")
+    assert load_config(path).weights == {"source": "train", "dataset": "digits", "epochs": 2, "size": 64, "seed": 0}
 
 
 def test_more_blocks_than_pairs_is_refused_with_the_line(tmp_path: Path) -> None:
