@@ -302,10 +302,13 @@ def target_rows(summary: dict[str, Any], targets: dict[str, Any] = GATE_TARGETS)
         err = info["mean_abs_ratio_error"]
         if kind == "aa":
             fp_max, n_min = targets["false_positive_rate_max"], targets["min_aa_pairs"]
-            target = f"FP < {fp_max:.0%}, n >= {n_min}"
-            ok = info["rate"] < fp_max and info["n"] >= n_min
+            # fail-closed: an A/A comparison the gate cannot decide is as red as a regression
+            target = f"red (fail-closed) < {fp_max:.0%}, n >= {n_min}"
+            ok = info.get("blocking_rate", info["rate"]) < fp_max and info["n"] >= n_min
             if info["n"] < n_min:
                 notes.append(f"only {info['n']} comparisons")
+            if info.get("blocking", 0) > info["regressed"]:
+                notes.append(f"{info['blocking']} red counting inconclusive/unstable")
         else:
             minimum = targets["detection_rate_min"].get(kind)
             parts = [f"detect >= {minimum:.0%}"] if minimum is not None else []
