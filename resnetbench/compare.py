@@ -509,77 +509,45 @@ def _size_check(
     return check
 
 
-def _accuracy_check(
-    base: dict[str, Any], cur: dict[str, Any], tolerance_points: float, where: str
-) -> dict[str, Any]:
-    """Task accuracy drop, rel_l2 and cosine against the reference must not get worse."""
-    problems: list[str] = []
-    compared = 0
-    values: dict[str, list[float | None]] = {}
-
-    b = _number(
-        _get(base, "accuracy", "task", "drop_points"),
-        f"baseline {where}: accuracy.task.drop_points",
-    )
-    c = _number(
-        _get(cur, "accuracy", "task", "drop_points"), f"current {where}: accuracy.task.drop_points"
-    )
-    values["drop_points"] = [b, c]
-    if b is not None and c is not None:
-        compared += 1
-        if c - b > tolerance_points:
-            problems.append(
-                f"accuracy drop grew {b:.2f} -> {c:.2f} points (tolerance {tolerance_points:g})"
-            )
-
-    b = _number(
-        _get(base, "accuracy", "metrics", "rel_l2"), f"baseline {where}: accuracy.metrics.rel_l2"
-    )
-    c = _number(
-        _get(cur, "accuracy", "metrics", "rel_l2"), f"current {where}: accuracy.metrics.rel_l2"
-    )
-    values["rel_l2"] = [b, c]
-    if b is not None and c is not None:
-        compared += 1
+def _accuracy_rules(tolerance_points: float) -> tuple[tuple[tuple[str, str], Any], ...]:
+    """(path under ``accuracy``, rule) pairs; a rule returns what got worse, or None."""
+    return (
+        (("task", "drop_points"), lambda b, c: f"accuracy drop grew {b:.2f} -> {c:.2f} points"
+         f" (tolerance {tolerance_points:g})" if c - b > tolerance_points else None),
         # Tiny float noise (1e-7 -> 1e-6) is a 10x growth that means nothing: need a floor.
-        if c > REL_L2_FLOOR and c > REL_L2_GROWTH * b:
-            problems.append(f"rel_l2 grew {b:.2g} -> {c:.2g} (>{REL_L2_GROWTH:g}x)")
-
-    b = _number(
-        _get(base, "accuracy", "metrics", "cosine"), f"baseline {where}: accuracy.metrics.cosine"
-    )
-    c = _number(
-        _get(cur, "accuracy", "metrics", "cosine"), f"current {where}: accuracy.metrics.cosine"
-    )
-    values["cosine"] = [b, c]
-    if b is not None and c is not None:
-        compared += 1
-        if b - c > COSINE_FALL and (1 - c) >= 2 * (1 - b):
-            problems.append(f"cosine fell {b:.5f} -> {c:.5f}")
-
-    b = _number(_get(base, "accuracy", "metrics", "centered_cosine"),
-                f"baseline {where}: accuracy.metrics.centered_cosine")
-    c = _number(_get(cur, "accuracy", "metrics", "centered_cosine"),
-                f"current {where}: accuracy.metrics.centered_cosine")
-    values["centered_cosine"] = [b, c]
-    if b is not None and c is not None:
-        compared += 1
+        (("metrics", "rel_l2"), lambda b, c: f"rel_l2 grew {b:.2g} -> {c:.2g} (>{REL_L2_GROWTH:g}x)"
+         if c > REL_L2_FLOOR and c > REL_L2_GROWTH * b else None),
+        (("metrics", "cosine"), lambda b, c: f"cosine fell {b:.5f} -> {c:.5f}"
+         if b - c > COSINE_FALL and (1 - c) >= 2 * (1 - b) else None),
         # The input-dependent part: what a damaged model loses first (measure/accuracy.py).
-        if b - c > CENTERED_COSINE_FALL and (1 - c) >= 2 * (1 - b):
-            problems.append(f"centred cosine fell {b:.4f} -> {c:.4f}")
-
-    b = _number(_get(base, "accuracy", "metrics", "centered_rel_l2"),
-                f"baseline {where}: accuracy.metrics.centered_rel_l2")
-    c = _number(_get(cur, "accuracy", "metrics", "centered_rel_l2"),
-                f"current {where}: accuracy.metrics.centered_rel_l2")
-    values["centered_rel_l2"] = [b, c]
-    if b is not None and c is not None:
-        compared += 1
+        (("metrics", "centered_cosine"), lambda b, c: f"centred cosine fell {b:.4f} -> {c:.4f}"
+         if b - c > CENTERED_COSINE_FALL and (1 - c) >= 2 * (1 - b) else None),
         # The same artifact gives the same outputs run to run (same inputs, deterministic
         # kernels up to float noise), so a doubled error is a changed model; the floor keeps
         # fp32's 1e-6-sized noise out.
-        if c > CENTERED_REL_L2_GROWTH * b and c - b > CENTERED_REL_L2_FLOOR:
-            problems.append(f"error against the reference grew {b:.3g} -> {c:.3g} (centred rel-L2)")
+        (("metrics", "centered_rel_l2"), lambda b, c: f"error against the reference grew {b:.3g} -> {c:.3g}"
+         " (centred rel-L2)" if c > CENTERED_REL_L2_GROWTH * b and c - b > CENTERED_REL_L2_FLOOR else None),
+    )
+
+
+def _accuracy_check(
+    base: dict[str, Any], cur: dict[str, Any], tolerance_points: float, where: str
+) -> dict[str, Any]:
+    """Task accuracy drop and the output-level errors against the reference must not get worse."""
+    problems: list[str] = []
+    compared = 0
+    values: dict[str, list[float | None]] = {}
+    for path, worse in _accuracy_rules(tolerance_points):
+        key = "accuracy." + ".".join(path)
+        b = _number(_get(base, "accuracy", *path), f"baseline {where}: {key}")
+        c = _number(_get(cur, "accuracy", *path), f"current {where}: {key}")
+        values[path[-1]] = [b, c]
+        if b is None or c is None:
+            continue
+        compared += 1
+        problem = worse(b, c)
+        if problem:
+            problems.append(problem)
 
     status = "regressed" if problems else ("ok" if compared else "n/a")
     detail = "; ".join(problems) if problems else ("" if compared else "accuracy missing on a side")

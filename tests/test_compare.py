@@ -348,11 +348,15 @@ def test_size_growth_regresses(example: dict[str, Any]) -> None:
         (("task", "drop_points"), 1.5, "accuracy drop grew 0.50 -> 1.50 points"),
         (("metrics", "rel_l2"), 5e-3, "rel_l2 grew"),
         (("metrics", "cosine"), 0.99, "cosine fell"),
+        (("metrics", "centered_cosine"), 0.95, "centred cosine fell"),
+        (("metrics", "centered_rel_l2"), 0.3, "error against the reference grew 0.02 -> 0.3"),
     ],
 )
 def test_accuracy_worsening_regresses(
     example: dict[str, Any], path: tuple[str, str], value: float, expected: str
 ) -> None:
+    # the example predates the centred metrics: give the baseline values to worsen
+    case(example, INT8)["accuracy"]["metrics"].update(centered_cosine=0.998, centered_rel_l2=0.02)
     current = copy.deepcopy(example)
     case(current, INT8)["accuracy"][path[0]][path[1]] = value
     rec = by_id(compare_results(example, current))
