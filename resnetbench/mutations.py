@@ -119,7 +119,9 @@ def damaged_matrix() -> dict[str, Any]:
 # --------------------------------------------------------------------------- the pytest plugin
 
 
-class _FirstImage:
+class FirstImageRunner:
+    """Runs the real path, then returns the logits of the first image it ever saw."""
+
     def __init__(self, inner: Any) -> None:
         self.inner, self.first = inner, None
         self.prepare, self.run = inner.prepare, inner.run
@@ -208,7 +210,7 @@ def pytest_configure(config: Any) -> None:
         elif case.id == case_of.get("weights noised"):
             _noise_weights(built.runner.model)
         elif case.id == case_of.get("output ignores the input"):
-            built.runner = _FirstImage(built.runner)
+            built.runner = FirstImageRunner(built.runner)
         elif case.id == case_of.get("case crashes"):
             built.runner = _Crashing(built.runner)
         return built

@@ -16,25 +16,7 @@ FIRST_IMAGE_CONFTEST = '''
 from resnetbench.backends import register_backend
 from resnetbench.backends.eager import EagerBackend
 from resnetbench.backends.onnxruntime import OnnxRuntimeBackend
-
-
-class FirstImageRunner:
-    """Runs the real path, then returns the logits of the first image it ever saw."""
-
-    def __init__(self, inner):
-        self.inner, self.first = inner, None
-
-    def prepare(self, x):
-        return self.inner.prepare(x)
-
-    def run(self, native):
-        return self.inner.run(native)
-
-    def to_logits(self, out):
-        logits = self.inner.to_logits(out)
-        if self.first is None:
-            self.first = logits[:1].clone()
-        return self.first.expand_as(logits).clone()
+from resnetbench.mutations import FirstImageRunner
 
 
 def first_image(base, name):
