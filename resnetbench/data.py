@@ -147,13 +147,18 @@ def spread_picks(indices: list[int], n: int) -> list[int]:
     return [indices[int(i * step)] for i in range(n)]
 
 
+def _picks(ds: Any, limit: int | None, exclude: frozenset[str]) -> list[int]:
+    """Indices of the images a set takes: spread over the folder, none of ``exclude``."""
+    allowed = [i for i, (file, _) in enumerate(ds.samples) if file not in exclude]
+    return spread_picks(allowed, len(allowed) if limit is None else limit)
+
+
 def imagefolder(path: str, size: int = 224, limit: int | None = None, labels: str | None = None,
                 exclude: frozenset[str] = frozenset()) -> InputSet:
     """An ImageNet-layout folder; ``exclude`` names image files that must not be used (the evaluation set's)."""
     ds = _folder(path, size)
     mapping, label_source = folder_labels(ds.classes, labels)
-    allowed = [i for i, (file, _) in enumerate(ds.samples) if file not in exclude]
-    picks = spread_picks(allowed, len(allowed) if limit is None else limit)
+    picks = _picks(ds, limit, exclude)
     if not picks:
         raise DatasetError(f"dataset path {path}: no images left to take"
                            + (" once the evaluation images are set aside" if exclude else ""))
@@ -205,8 +210,9 @@ def calibration_set(dataset: dict[str, Any], size: int, samples: int, seed: int 
         train = digits(size, "train", dataset.get("seed", seed))
         return CalibrationSet(train.images[:samples], "digits training split (disjoint from the test split)", 0)
     if name == "imagefolder":
-        evaluation = input_set(dataset, size, seed)
-        held_out = frozenset(evaluation.sources or ())
+        # The evaluation set's files, without decoding its images again.
+        ds = _folder(dataset["path"], size)
+        held_out = frozenset(ds.samples[i][0] for i in _picks(ds, dataset.get("samples"), frozenset()))
         if dataset.get("calibration"):
             cal = imagefolder(dataset["calibration"], size, samples, dataset.get("labels"), held_out)
             source = f"imagefolder {dataset['calibration']} (separate folder)"

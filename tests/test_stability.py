@@ -27,8 +27,21 @@ def test_a_busy_machine_is_unstable_for_each_reason():
     assert any("busy machine" in m for m in assess(quiet(20), quiet(40, 60.0), run_reference_best_ms=30.0)["reasons"])
 
 
-def test_limits_are_the_documented_ones():
-    assert LIMITS == {"min_over_median": 0.7, "iqr_over_median": 0.25, "reference_drift": 1.25, "reference_vs_run": 1.5}
+def test_each_limit_is_a_boundary():
+    """Just inside a limit is stable, just outside it is not (the rule, not the constant)."""
+    def with_min(ratio: float) -> list[float]:
+        return [10.0] * 19 + [10.0 * ratio]
+
+    assert assess(with_min(LIMITS["min_over_median"] + 0.02))["verdict"] == "stable"
+    assert assess(with_min(LIMITS["min_over_median"] - 0.02))["verdict"] == "unstable"
+    ref = [10.0] * 8
+    inside = ref + [10.0 * (LIMITS["reference_drift"] - 0.02)] * 8
+    outside = ref + [10.0 * (LIMITS["reference_drift"] + 0.02)] * 8
+    assert assess([10.0] * 20, inside)["verdict"] == "stable"
+    assert assess([10.0] * 20, outside)["verdict"] == "unstable"
+    vs_run = 10.0 / LIMITS["reference_vs_run"]
+    assert assess([10.0] * 20, [10.0] * 16, run_reference_best_ms=vs_run * 1.02)["verdict"] == "stable"
+    assert assess([10.0] * 20, [10.0] * 16, run_reference_best_ms=vs_run * 0.98)["verdict"] == "unstable"
 
 
 def test_recheck_marks_a_case_timed_before_the_machine_was_seen_quiet():

@@ -67,7 +67,6 @@ MIN_INPUT_DEPENDENCE = 1e-6
 EXPECTED_REL_ERROR = {"fp32": 1.3e-6, "fp16": 1e-3, "bf16": 0.016, "int8": 0.05}
 MIN_SPREAD = 1e-12
 CONFIDENCE = 0.95
-VERDICTS = ("passed", "failed", "undecidable")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 LIMITS = {"min_over_median": 0.7, "iqr_over_median": 0.25, "reference_drift": 1.25, "reference_vs_run": 1.5}
-VERDICTS = ("stable", "retimed", "unstable")
 
 
 def assess(samples_ms: Sequence[float], reference_ms: Sequence[float] | None = None,
