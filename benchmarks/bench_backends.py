@@ -1,6 +1,6 @@
 """Suite latency path vs hand-tuned loops per CPU backend, plus the cache's second-run speedup.
 
-Same as ``resnetbench bench-backends`` (see ``resnetbench/benchbackends.py``); takes the
+Same as ``resnetbench bench-backends`` (see ``resnetbench/tools/benchbackends.py``); takes the
 same options, e.g.::
 
     python benchmarks/bench_backends.py --backends eager onnxruntime --skip-cache-check
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resnetbench.benchbackends import add_parser
+from resnetbench.tools.benchbackends import add_parser
 
 
 def main(argv: list[str] | None = None) -> int:

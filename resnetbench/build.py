@@ -23,14 +23,15 @@ from torch import nn
 
 from resnetbench import data
 from resnetbench.backends import get_backend
-from resnetbench.backends.base import BuildContext, Runner, cast_model, files_bytes
+from resnetbench.backends.base import Backend, BuildContext, Runner, files_bytes
 from resnetbench.cache import ArtifactCache
-from resnetbench.compress import methods
+from resnetbench.compress import DEFAULT_COMPRESSION, get_method
+from resnetbench.compress.base import Method, MethodContext
 from resnetbench.config import Config
 from resnetbench.environment import library_versions
 from resnetbench.matrix import Case
 from resnetbench.measure.size import inventory
-from resnetbench.models import create_model, num_classes_for, weights_id
+from resnetbench.weights import create_model, num_classes_for, weights_id
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Built:
     runner: Runner
     compression_info: dict[str, Any]
     fp32_model: nn.Module
+    backend: Backend
+    method: Method
     inventory: Any = None
     notes: list[str] = field(default_factory=list)
     conversion: dict[str, Any] = field(default_factory=dict)
@@ -52,12 +55,12 @@ class Built:
 
 def settings_for(case: Case) -> dict[str, Any]:
     """The compression method's defaults overlaid with the matrix's settings."""
-    return {**methods()[case.compression].defaults, **case.settings}
+    return get_method(case.compression).settings_for(case.settings)
 
 
 def context_for(config: Config, case: Case, threads: int) -> BuildContext:
     settings = settings_for(case)
-    if case.compression != "static":
+    if not get_method(case.compression).calibrates:
         return BuildContext(threads=threads, input_size=config.input_size, settings=settings)
     cal = data.calibration_set(config.dataset, config.input_size, int(settings.get("calibration_samples", 64)), config.seed)
     if cal.overlap_with_evaluation:
@@ -96,18 +99,19 @@ def _peak_rss_mb() -> float:
 
 
 def compressed_model(config: Config, case: Case, cache: ArtifactCache) -> tuple[nn.Module, dict[str, Any]]:
-    """The fp32 model after pruning or distillation (cached as a pickled module)."""
-    method = methods()[case.compression]
-    if case.compression in ("none", "dynamic", "static"):
+    """The fp32 model after a model transform (pruning, distillation; cached as a pickled module)."""
+    method = get_method(case.compression)
+    prepare = method.prepare
+    if prepare is None:  # no transform: quantization happens in the backend's own int8 path
         return base_model(config, case.arch, cache), {}
     settings = settings_for(case)
     desc = {**base_description(config, case.arch), "compression": case.compression, "settings": settings,
-            "dataset": config.dataset, "code": code_version(method.prepare.__module__ if method.prepare else "")}
+            "dataset": config.dataset, "code": code_version(prepare.__module__)}
+    ctx = MethodContext(config, cache, settings, lambda arch: base_model(config, arch, cache))
 
     def build(out: Path) -> dict[str, Any]:
         start = time.perf_counter()
-        assert method.prepare is not None
-        model, info = method.prepare(base_model(config, case.arch, cache), case, {**settings, "_config": config, "_cache": cache})
+        model, info = prepare(base_model(config, case.arch, cache), case, ctx)
         torch.save(model, out / "module.pt")
         return {"info": info, "compress_s": time.perf_counter() - start}
 
@@ -116,22 +120,10 @@ def compressed_model(config: Config, case: Case, cache: ArtifactCache) -> tuple[
     return model.eval(), {**meta["info"], "compress_s": meta["compress_s"], "cached": meta["cached"]}
 
 
-def torch_model_for(model: nn.Module, case: Case, ctx: BuildContext, notes: list[str]) -> tuple[nn.Module, dict[str, Any]]:
-    """The PyTorch module a torch backend runs: cast, or quantized with torch's own int8 path."""
-    if case.compression == "dynamic":
-        from resnetbench.compress.dynamic import quantize_torch_dynamic
-
-        return quantize_torch_dynamic(model, notes)
-    if case.compression == "static":
-        from resnetbench.compress.static import quantize_torch_static
-
-        return quantize_torch_static(model, ctx, notes)
-    return cast_model(model, case.dtype), {}
-
-
 def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -> Built:
     """Make (or fetch from the cache) everything a case's tests need."""
     backend = get_backend(case.backend)
+    method = get_method(case.compression)
     ctx = context_for(config, case, threads)
     notes: list[str] = []
     rss_before = _peak_rss_mb()
@@ -142,20 +134,16 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -
         "settings": ctx.settings,
         "dtype": case.dtype,
         "backend": case.backend,
-        "batch": case.batch if case.backend in ("tensorrt", "onnxruntime-tensorrt") else "dynamic",
-        "dataset": config.dataset if case.compression in ("static", "prune-channels", "distill") else None,
-        "code": code_version(type(backend).__module__, "resnetbench.backends.base", "resnetbench.backends.onnx_export",
-                             "resnetbench.compress.static", "resnetbench.compress.dynamic"),
+        "batch": case.batch if backend.fixed_batch else "dynamic",
+        "dataset": config.dataset if method.uses_dataset else None,
+        # The backend's class hierarchy and the modules that make artifacts: a code change rebuilds.
+        "code": code_version(*_artifact_modules(backend), "resnetbench.backends.onnx_export",
+                             "resnetbench.backends.torch_quantize", "resnetbench.backends.onnx_quantize"),
     }
-    quant_info: dict[str, Any] = {}
     fp32_model = model
-    if backend.runs_torch_module:
-        if case.compression == "static" and cache.has("artifacts", f"{case.backend}-{case.id}", desc):
-            # The artifact holds the calibrated scales: one batch builds the module's structure.
-            assert ctx.calibration is not None
-            ctx.calibration = ctx.calibration[:1]
-        # Casting and quantizing change modules in place: keep the fp32 model intact.
-        model, quant_info = torch_model_for(copy.deepcopy(model), case, ctx, notes)
+    cached = cache.has("artifacts", f"{case.backend}-{case.id}", desc)
+    # Casting and quantizing change modules in place: keep the fp32 model intact.
+    model, quant_info = backend.prepare_model(copy.deepcopy(model), case, method, ctx, notes, cached)
 
     def export(out: Path) -> dict[str, Any]:
         exported = backend.export(model, case, out, ctx)
@@ -183,11 +171,18 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -
     info = {**comp_info, **quant_info, **{k: v for k, v in meta.items() if k in ("quantizer", "ops", "calibration_samples")}}
     if ctx.calibration_source:
         info["calibration_source"] = ctx.calibration_source
-    return Built(case, model, entry, files_bytes(entry, meta["files"]), meta, runner, info, fp32_model, inventory(fp32_model), notes, conversion)
+    return Built(case, model, entry, files_bytes(entry, meta["files"]), meta, runner, info, fp32_model, backend, method,
+                 inventory(fp32_model), notes, conversion)
+
+
+def _artifact_modules(backend: object) -> tuple[str, ...]:
+    """The modules of a backend's class and its bases (a subclass inherits their export code)."""
+    return tuple(dict.fromkeys(k.__module__ for k in type(backend).__mro__ if k.__module__.startswith("resnetbench")
+                               or k is type(backend)))
 
 
 def build_default(arch: str, backend: str, batch: int, input_size: int, cache: ArtifactCache, threads: int,
-                  origin: str, dtype: str = "fp32", compression: str = "none") -> Built:
+                  origin: str, dtype: str = "fp32", compression: str = DEFAULT_COMPRESSION) -> Built:
     """A case with every setting at its default (no matrix file; ``origin`` names the caller)."""
     config = Config(path=Path(origin), matrix={}, input_size=input_size)
     return build_case(config, Case(arch, dtype, compression, backend, batch), cache, threads)

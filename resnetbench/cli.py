@@ -33,6 +33,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    if args.results:
+        from resnetbench.results import results_schema
+
+        print(json.dumps(results_schema(), indent=2))
+        return EXIT_OK
     from resnetbench.config import json_schema
 
     print(json.dumps(json_schema(), indent=2))
@@ -135,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="print the JSON Schema of matrix files (for editors)")
+    p.add_argument("--results", action="store_true",
+                   help="print the JSON Schema of results files instead (what report, compare and merge read)")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("sizes", help="formula sizes of every architecture x dtype, in MB and MiB")
@@ -172,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.set_defaults(func=cmd_cache)
 
-    from resnetbench import benchbackends, gatecheck, mutations
+    # The measuring tools: importing them imports no torch (only running them does).
+    from resnetbench.tools import benchbackends, gatecheck, mutations
 
     gatecheck.add_parser(sub)
     benchbackends.add_parser(sub)

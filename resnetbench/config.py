@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,30 +18,19 @@ from typing import Any
 import jsonschema
 import yaml
 
+from resnetbench.architectures import ARCHITECTURES
+from resnetbench.backends import BACKENDS
+from resnetbench.compress import COMPRESSIONS
 from resnetbench.formulas import DTYPE_BYTES
+from resnetbench.records import AXES
+from resnetbench.registry import Registry, RegistryError
 
-BUILTIN_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+__all__ = ["AXES", "Config", "ConfigError", "json_schema", "load_config"]
+
 DTYPES = tuple(DTYPE_BYTES)
-COMPRESSIONS = (
-    "none",
-    "dynamic",
-    "static",
-    "prune-l1-unstructured",
-    "prune-channels",
-    "distill",
-)
-BACKENDS = (
-    "eager",
-    "torchscript",
-    "compile",
-    "onnxruntime",
-    "openvino",
-    "cuda",
-    "onnxruntime-cuda",
-    "onnxruntime-tensorrt",
-    "tensorrt",
-)
-AXES = ("arch", "dtype", "compression", "backend", "batch")
+# The extension kinds a matrix can declare by import path, and their registries.
+EXTENSION_KEYS = ("architectures", "backends", "compressions")
+IMPORT_PATH = re.compile(r"^[\w.]+:[\w.]+$")
 # A ResNet-18 224x224 latency case makes rounds + warm-up + 2 x (pairs + 2) calls, each
 # 28-40 ms here depending on the machine's period: 30 rounds took 5.0 s at 40 ms per
 # call, 20 rounds + 40 pairs (109 calls) stay under the 5 s budget. The gate needs the
@@ -74,10 +64,20 @@ def _tolerance_block() -> dict[str, Any]:
     }
 
 
+def _registries() -> dict[str, Registry[Any]]:
+    return {"architectures": ARCHITECTURES, "backends": BACKENDS, "compressions": COMPRESSIONS}
+
+
 def json_schema(
-    archs: tuple[str, ...] = BUILTIN_ARCHS, backends: tuple[str, ...] = BACKENDS
+    archs: tuple[str, ...] | None = None,
+    backends: tuple[str, ...] | None = None,
+    compressions: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """The JSON Schema of a matrix file (archs/backends include registered extras)."""
+    """The JSON Schema of a matrix file; names default to what the registries hold now
+    (built-ins, installed entry points, registered extras)."""
+    archs = archs or ARCHITECTURES.names()
+    backends = backends or BACKENDS.names()
+    compressions = compressions or COMPRESSIONS.names()
 
     def axis(values: dict[str, Any]) -> dict[str, Any]:
         return {"type": "array", "minItems": 1, "uniqueItems": True, "items": values}
@@ -85,7 +85,7 @@ def json_schema(
     axis_values: dict[str, dict[str, Any]] = {
         "arch": {"type": "string", "enum": list(archs)},
         "dtype": {"type": "string", "enum": list(DTYPES)},
-        "compression": {"type": "string", "enum": list(COMPRESSIONS)},
+        "compression": {"type": "string", "enum": list(compressions)},
         "backend": {"type": "string", "enum": list(backends)},
         "batch": {"type": "integer", "minimum": 1, "maximum": 4096},
     }
@@ -122,7 +122,7 @@ def json_schema(
             "compression": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {c: _tolerance_block() for c in COMPRESSIONS},
+                "properties": {c: _tolerance_block() for c in compressions},
             },
         },
     }
@@ -213,12 +213,16 @@ def json_schema(
             "compression_settings": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {c: {"type": "object"} for c in COMPRESSIONS},
+                "properties": {c: {"type": "object"} for c in compressions},
             },
-            "architectures": {
-                "type": "object",
-                "description": "extra architectures: name -> 'package.module:factory'",
-                "additionalProperties": {"type": "string", "pattern": r"^[\w.]+:\w+$"},
+            **{
+                key: {
+                    "type": "object",
+                    "description": f"extra {key}: name -> 'package.module:{target}'",
+                    "additionalProperties": {"type": "string", "pattern": IMPORT_PATH.pattern},
+                }
+                for key, target in (("architectures", "factory"), ("backends", "BackendClass"),
+                                    ("compressions", "METHOD"))
             },
             "gate": {
                 "type": "object",
@@ -262,6 +266,8 @@ class Config:
     cache: dict[str, Any] = field(default_factory=dict)
     compression_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     architectures: dict[str, str] = field(default_factory=dict)
+    backends: dict[str, str] = field(default_factory=dict)
+    compressions: dict[str, str] = field(default_factory=dict)
     gate: dict[str, float] = field(default_factory=dict)
 
 
@@ -401,7 +407,7 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
     elif validator == "minProperties":
         msg = f"{where}: an empty entry matches every case; name at least one axis."
     elif validator == "pattern":
-        msg = f"{where}: {error.instance!r} must look like 'package.module:function'."
+        msg = f"{where}: {error.instance!r} must look like 'package.module:function' (or ':Class', ':OBJECT')."
     elif validator == "oneOf":
         msg = f"{where}: {error.instance!r} is not a valid value here ({_oneof_hint(path)})."
     else:
@@ -449,12 +455,12 @@ def _best_error(errors: list[jsonschema.ValidationError]) -> jsonschema.Validati
     return error
 
 
-def load_config(
-    path: str | os.PathLike[str],
-    archs: tuple[str, ...] | None = None,
-    backends: tuple[str, ...] = BACKENDS,
-) -> Config:
+def load_config(path: str | os.PathLike[str], archs: tuple[str, ...] | None = None) -> Config:
     """Read, validate and normalise a matrix file; raise ConfigError with file:line on bad input.
+
+    The file's own ``architectures``/``backends``/``compressions`` import paths are
+    registered first, so its axes may name them; ``archs`` narrows the known
+    architectures (tests).
 
     Example::
 
@@ -489,16 +495,34 @@ def load_config(
             f"{path}:{line2}: key {key!r} appears twice in one mapping (first on line {line1}); "
             f"YAML would keep only the last one. Merge the two entries."
         )
-    declared = data.get("architectures")
-    extra_archs: dict[str, Any] = declared if isinstance(declared, dict) else {}
-    known_archs = tuple(archs or BUILTIN_ARCHS) + tuple(a for a in extra_archs if a not in (archs or BUILTIN_ARCHS))
-    schema = json_schema(known_archs, backends)
+    _register_import_paths(path, data, root)
+    known_archs = None
+    if archs is not None:
+        declared = data.get("architectures")
+        extra = tuple(declared) if isinstance(declared, dict) else ()
+        known_archs = tuple(archs) + tuple(a for a in extra if a not in archs)
+    schema = json_schema(known_archs)
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(data))
     if errors:
         msg, line = _describe(_best_error(errors), root)
         more = f" ({len(errors) - 1} more problem(s) after this one.)" if len(errors) > 1 else ""
         raise ConfigError(f"{path}{f':{line}' if line else ''}: {msg}{more}")
     return _normalise(path, data, root)
+
+
+def _register_import_paths(path: Path, data: dict[str, Any], root: yaml.Node | None) -> None:
+    """Register the matrix's ``name: "pkg.mod:attr"`` extensions; an import that fails names its line."""
+    for key, registry in _registries().items():
+        declared = data.get(key)
+        if not isinstance(declared, dict):
+            continue  # the schema says what is wrong with it
+        for name, target in declared.items():
+            if not isinstance(name, str) or not isinstance(target, str) or not IMPORT_PATH.match(target):
+                continue  # the schema says what is wrong with it
+            try:
+                registry.add_target(name, target)
+            except RegistryError as exc:
+                raise ConfigError(f"{_line(path, root, [key, name])}: {key}.{name}: {exc}.") from None
 
 
 def _yaml_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
@@ -557,7 +581,7 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
                 dataset = {**dataset, key: str(path.parent / dataset[key])}
     kwargs["dataset"] = dataset
     for key in ("tolerances", "input_size", "seed", "threads", "allow_slow", "claims", "cache",
-                "compression_settings", "architectures"):
+                "compression_settings", *EXTENSION_KEYS):
         if key in data:
             kwargs[key] = data[key]
     if "latency" in data:

@@ -16,7 +16,8 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-LIBRARIES = ("torch", "torchvision", "onnx", "onnxruntime", "openvino", "torch-pruning", "numpy", "pytest-benchmark")
+# The core's own libraries; each backend adds the packages it requires (Backend.requires).
+LIBRARIES = ("torch", "torchvision", "torch-pruning", "numpy", "pytest-benchmark")
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "fma")
 
 
@@ -24,12 +25,27 @@ FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries whose behaviour the results depend on."""
     out: dict[str, str] = {}
-    for name in LIBRARIES:
+    for name in (*LIBRARIES, *_backend_libraries()):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def _backend_libraries() -> list[str]:
+    """Packages the registered backends require, in registry order (each once)."""
+    from resnetbench.backends import BACKENDS
+    from resnetbench.registry import RegistryError
+
+    names: list[str] = []
+    for backend in BACKENDS.names():
+        try:
+            requires = BACKENDS.get(backend).requires
+        except RegistryError:
+            continue  # a broken plugin is reported where a case uses it
+        names.extend(r for r in requires if r not in names and r not in LIBRARIES)
+    return names
 
 
 def cpu_info() -> dict[str, Any]:

@@ -193,3 +193,16 @@ def sizes_table() -> list[dict[str, object]]:
                 }
             )
     return rows
+
+
+@dataclass(frozen=True)
+class QuantLayout:
+    """How a quantizer stores a model: which layers are int8 and what stays wider."""
+
+    quantized: frozenset[str]  # "conv", "linear"
+    per_channel: bool
+    scale_bytes: int
+    zero_point_bytes: int
+    bias_bytes: int
+    bn_folded: bool
+    description: str

@@ -30,12 +30,15 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from resnetbench.architectures import DEFAULT_ARCH
+from resnetbench.backends import DEFAULT_BACKEND
+from resnetbench.compress import DEFAULT_COMPRESSION, get_method
 from resnetbench.config import AXES, Config
 
 AXIS_DEFAULTS: dict[str, Any] = {
     "dtype": "fp32",
-    "compression": "none",
-    "backend": "eager",
+    "compression": DEFAULT_COMPRESSION,
+    "backend": DEFAULT_BACKEND,
     "batch": 1,
 }
 
@@ -71,18 +74,8 @@ DEFAULT_TOLERANCES: dict[str, dict[str, dict[str, float]]] = {
         "bf16": {"centered_cosine": 0.85, "spread_error": 0.2, "top1_agreement": 0.99},
         "int8": {"centered_cosine": 0.4, "spread_error": 0.5, "top1_drop_points": 1.0, "top1_ratio": 0.99},
     },
-    "compression": {
-        "none": {},
-        # int8 too, so MLPerf's 99% rule holds as for static; measured centred cosine 0.79
-        # (ResNet-50 at 224: only fc is quantized, but the input-dependent part is small)
-        "dynamic": {"centered_cosine": 0.6, "spread_error": 0.4, "top1_agreement": 0.95,
-                    "top1_drop_points": 1.0, "top1_ratio": 0.99},
-        "static": {"centered_cosine": 0.4, "spread_error": 0.5, "top1_drop_points": 1.0, "top1_ratio": 0.99},
-        "prune-l1-unstructured": {"top1_drop_points": 5.0},
-        "prune-channels": {"top1_drop_points": 10.0},
-        "distill": {"top1_agreement": 0.5},
-    },
 }
+# A compression method's own defaults are declared with it (``Method.tolerances``, compress/).
 DEFAULT_SIZE_TOLERANCE = {"relative": 0.02, "absolute_bytes": 256 * 1024}
 
 
@@ -120,7 +113,7 @@ def expand_combinations(matrix: dict[str, Any]) -> list[dict[str, Any]]:
     """Axis combinations after exclude and include, each with its include overrides."""
     axes = {axis: list(matrix.get(axis, [AXIS_DEFAULTS.get(axis)])) for axis in AXES}
     if axes["arch"] == [None]:
-        axes["arch"] = ["resnet18"]
+        axes["arch"] = [DEFAULT_ARCH]
     if any(axis in matrix for axis in AXES):
         combos = [dict(zip(AXES, values, strict=True)) for values in itertools.product(*axes.values())]
     else:
@@ -143,8 +136,9 @@ def expand_combinations(matrix: dict[str, Any]) -> list[dict[str, Any]]:
 
 def default_tolerances(dtype: str, compression: str) -> dict[str, float]:
     """Built-in tolerances: the compression method's for a compressed case, else the dtype's."""
-    if compression != "none" and compression in DEFAULT_TOLERANCES["compression"]:
-        return dict(DEFAULT_TOLERANCES["compression"][compression])
+    method_defaults = get_method(compression).tolerances
+    if method_defaults:
+        return dict(method_defaults)
     return dict(DEFAULT_TOLERANCES["dtype"].get(dtype, {}))
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from resnetbench import results as results_io
 from resnetbench.config import Config, ConfigError
+from resnetbench.records import CaseRecord, LatencyRecord
 
 SUITE = Path(__file__).parent / "suite" / "test_resnets.py"
 MARKERS = {
@@ -41,15 +42,15 @@ class RunState:
     threads: int
     cache: Any
     environment: dict[str, Any] = field(default_factory=dict)
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records: dict[str, CaseRecord] = field(default_factory=dict)
     claims: dict[str, dict[str, Any]] = field(default_factory=dict)
     memo: dict[Any, Any] = field(default_factory=dict)
     started: str = ""
     baseline: dict[str, Any] | None = None
 
     def gate_threshold(self) -> float:
-        """The matrix's gate threshold; ``compare.DEFAULT_THRESHOLD`` (10%) by default."""
-        from resnetbench.compare import DEFAULT_THRESHOLD
+        """The matrix's gate threshold; ``stats.DEFAULT_THRESHOLD`` (10%) by default."""
+        from resnetbench.stats import DEFAULT_THRESHOLD
 
         return float(self.config.gate.get("threshold", DEFAULT_THRESHOLD))
 
@@ -59,25 +60,25 @@ class RunState:
             return None
         return next((c for c in self.baseline["cases"] if c["id"] == case_id), None)
 
-    def record(self, case: Any) -> dict[str, Any]:
+    def record(self, case: Any) -> CaseRecord:
         """The results record of a case (created on first use)."""
         if case.id not in self.records:
-            self.records[case.id] = {
+            self.records[case.id] = CaseRecord(
                 **case.axes(),
-                "id": case.id,
-                "outcome": "skipped",
-                "reason": "",
-                "input_size": self.config.input_size,
-                "tests": {},
-                "tolerances": case.tolerances,
-                "settings": case.settings,
-                "notes": [],
-            }
+                id=case.id,
+                outcome="skipped",
+                reason="",
+                input_size=self.config.input_size,
+                tests={},
+                tolerances=case.tolerances,
+                settings=case.settings,
+                notes=[],
+            )
         return self.records[case.id]
 
     def results(self) -> dict[str, Any]:
         for rec in self.records.values():
-            rec["outcome"] = results_io.combine_outcomes(rec["tests"].values())
+            rec.outcome = results_io.combine_outcomes((rec.tests or {}).values())
         return {
             "schema_version": results_io.SCHEMA_VERSION,
             "matrix_file": str(self.config.path),
@@ -86,7 +87,7 @@ class RunState:
             "environment": self.environment,
             # the matrix's gate settings: compare reads its allowances from the current run
             "gate": self.config.gate,
-            "cases": list(self.records.values()),
+            "cases": [rec.to_dict() for rec in self.records.values()],
             "claims": list(self.claims.values()),
         }
 
@@ -130,18 +131,14 @@ def pytest_configure(config: pytest.Config) -> None:
     matrix = config.getoption("matrix")
     if not matrix:
         return
-    from resnetbench.backends import backend_names
     from resnetbench.cache import ArtifactCache, default_cache_dir
     from resnetbench.config import load_config
     from resnetbench.environment import default_threads
     from resnetbench.matrix import expand
-    from resnetbench.models import ARCHS, WeightsError, load_entry_point_archs, load_import_path_archs
 
-    load_entry_point_archs()
     try:
-        cfg = load_config(matrix, archs=tuple(ARCHS), backends=backend_names())
-        load_import_path_archs(cfg.architectures)
-    except (ConfigError, WeightsError) as exc:
+        cfg = load_config(matrix)
+    except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     cases = expand(cfg)
     shard = config.getoption("shard")
@@ -238,13 +235,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if case is None:
         return report
     rec = state.record(case)
+    tests = rec.tests = rec.tests if rec.tests is not None else {}
     outcome = _outcome(report)
-    previous = rec["tests"].get(kind)
+    previous = tests.get(kind)
     if report.when == "call" or outcome in ("skipped", "error", "failed") or previous is None:
         if not (report.when == "teardown" and outcome == "passed"):
-            rec["tests"][kind] = outcome
-    if outcome != "passed" and not rec["reason"]:
-        rec["reason"] = _reason(report)
+            tests[kind] = outcome
+    if outcome != "passed" and not rec.reason:
+        rec.reason = _reason(report)
     if report.when == "teardown" or outcome != "passed":
         state.write()
     return report
@@ -276,9 +274,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     if state.environment:
         state.environment["calibration_end"] = calibration_kernel()
-    for lat in recheck_run([r["latency"] for r in state.records.values() if isinstance(r.get("latency"), dict)]):
-        case_id = next(r["id"] for r in state.records.values() if r.get("latency") is lat)
-        state.records[case_id]["notes"].append(f"latency unstable: {lat['stability']['reasons'][-1]}")
+    latencies = {case_id: r.latency.to_dict() for case_id, r in state.records.items() if r.latency is not None}
+    marked = {id(lat) for lat in recheck_run(list(latencies.values()))}
+    for case_id, lat in latencies.items():
+        if id(lat) in marked:
+            state.records[case_id].latency = LatencyRecord.from_dict(lat)
+            state.records[case_id].note(f"latency unstable: {lat['stability']['reasons'][-1]}")
     state.write()
     data = state.results()
     comparison = None
@@ -309,7 +310,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     counts: dict[str, int] = {}
     for rec in state.records.values():
-        counts[rec["outcome"]] = counts.get(rec["outcome"], 0) + 1
+        counts[rec.outcome] = counts.get(rec.outcome, 0) + 1
     terminalreporter.section("resnetbench")
     terminalreporter.write_line(
         f"{len(state.records)} cases: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))

@@ -17,10 +17,14 @@ Layout (``schema_version`` 1)::
 A case record has ``id, arch, dtype, compression, backend, batch, outcome, reason``,
 ``tests`` (outcome per measurement: size/accuracy/latency) and the optional
 sub-objects ``size``, ``accuracy``, ``latency``, ``conversion``, ``notes``.
+``records.CaseRecord`` is its typed form; ``results_schema()`` is its JSON Schema
+(``resnetbench schema --results``), which ``load`` checks every file against.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import tempfile
@@ -28,13 +32,213 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
+from resnetbench.records import (
+    ACCURACY_VERDICTS,
+    AXES,
+    DECISIONS,
+    OUTCOMES,
+    STABILITY_VERDICTS,
+    AccuracyRecord,
+    LatencyRecord,
+    SizeRecord,
+)
+
 SCHEMA_VERSION = 1
-OUTCOMES = ("passed", "failed", "skipped", "error")
-CASE_KEYS = ("id", "arch", "dtype", "compression", "backend", "batch", "outcome")
+CASE_KEYS = ("id", *AXES, "outcome")
 
 
 class ResultsError(ValueError):
     """A results file that cannot be read or does not have the expected shape."""
+
+
+# --------------------------------------------------------------------------- JSON Schema
+
+SCHEMA_ID = "urn:resnetbench:results:1"
+
+
+def _t(*types: str) -> dict[str, Any]:
+    return {"type": list(types) if len(types) > 1 else types[0]}
+
+
+_NUM = _t("number", "null")
+_INT = _t("integer", "null")
+_STR = _t("string", "null")
+_OBJ = _t("object", "null")
+_BOOL = _t("boolean", "null")
+
+# The typed keys of each part, one entry per field of its records.py class (tests check
+# that they match). Every part also allows keys of its own (additionalProperties).
+SIZE_PROPERTIES: dict[str, Any] = {
+    "params": _INT, "dtype": _STR, "param_bytes": _INT, "buffer_bytes": _INT, "extra_bytes": _INT,
+    "extra_detail": _STR, "formula_bytes": _INT, "formula_mb": _NUM, "formula_mib": _NUM, "buffers": _INT,
+    "artifact_bytes": _INT, "artifact_mb": _NUM, "artifact_mib": _NUM,
+    "artifact_files": {"type": ["object", "null"], "additionalProperties": {"type": "integer"}},
+    "ratio": _NUM, "allowed_deviation_bytes": _INT, "within_tolerance": _BOOL,
+    "tolerance": {"type": ["object", "null"], "additionalProperties": {"type": "number"}},
+    "params_before_pruning": _INT,
+}
+ACCURACY_PROPERTIES: dict[str, Any] = {
+    "verdict": {"type": "string", "enum": list(ACCURACY_VERDICTS)},
+    "metrics": _OBJ, "agreement": _OBJ, "margin": _OBJ, "degenerate": _STR, "task": _OBJ,
+    "tolerances": {"type": ["object", "null"], "additionalProperties": {"type": "number"}},
+    "checks": {"type": ["array", "null"], "items": {"type": "object"}},
+    "message": _STR, "reference": _STR, "dataset": _OBJ,
+}
+LATENCY_PROPERTIES: dict[str, Any] = {
+    # the items are checked by compare, which says "must be a list of positive numbers"
+    "samples_ms": _t("array", "null"),
+    "rounds": _INT, "median_ms": _NUM, "mean_ms": _NUM, "stdev_ms": _NUM, "min_ms": _NUM, "iqr_ms": _NUM,
+    "p90_ms": _NUM, "p99_ms": _NUM, "throughput_ips": _NUM, "flops": _NUM, "macs": _NUM, "flops_note": _STR,
+    "gflops_per_s": _NUM, "peak_fraction": _NUM, "peak_basis": _STR, "warmup": _INT,
+    "paired": _OBJ,
+    "stability": {
+        "type": ["object", "null"],
+        "properties": {
+            "verdict": {"type": "string", "enum": list(STABILITY_VERDICTS)},
+            "reasons": {"type": "array", "items": {"type": "string"}},
+            "attempts": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "threads": _INT, "ran_alone": _BOOL, "wall_s": _NUM, "runtime": _OBJ,
+    "gate": {
+        "type": ["object", "null"],
+        "properties": {"decision": {"type": "string", "enum": list(DECISIONS)}},
+    },
+}
+_PARTS: dict[str, tuple[type[Any], dict[str, Any], list[str]]] = {
+    "size": (SizeRecord, SIZE_PROPERTIES, []),
+    "accuracy": (AccuracyRecord, ACCURACY_PROPERTIES, ["verdict"]),
+    "latency": (LatencyRecord, LATENCY_PROPERTIES, []),
+}
+
+
+def results_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a results file, ``schema_version`` 1.
+
+    Top-level and case keys are typed; the vocabularies (outcomes, verdicts, decisions)
+    come from ``records``. Every object allows keys of its own: results files carry
+    user metrics and the environment is open-ended.
+    """
+    parts = {
+        name: {
+            "type": "object",
+            "description": f"records.{cls.__name__}",
+            **({"required": required} if required else {}),
+            "properties": properties,
+            "additionalProperties": True,
+        }
+        for name, (cls, properties, required) in _PARTS.items()
+    }
+    case = {
+        "type": "object",
+        "description": "records.CaseRecord",
+        "required": list(CASE_KEYS),
+        "properties": {
+            "arch": {"type": "string"},
+            "dtype": {"type": "string"},
+            "compression": {"type": "string"},
+            "backend": {"type": "string"},
+            "batch": {"type": "integer", "minimum": 1},
+            "id": {"type": "string", "minLength": 1},
+            "outcome": {"type": "string", "enum": list(OUTCOMES)},
+            "reason": {"type": "string"},
+            "input_size": {"type": "integer", "minimum": 1},
+            "tests": {"type": "object", "additionalProperties": {"type": "string", "enum": list(OUTCOMES)}},
+            "tolerances": {"type": "object", "additionalProperties": {"type": "number"}},
+            "settings": {"type": "object"},
+            "notes": {"type": "array", "items": {"type": "string"}},
+            "conversion": {"type": "object"},
+            "compression_info": {"type": "object"},
+            "artifact": {"type": "object"},
+            **{name: {"$ref": f"#/$defs/{name}"} for name in parts},
+        },
+        "additionalProperties": True,
+    }
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "resnetbench results file",
+        "description": "What `pytest --matrix` writes and report, compare and merge read.",
+        "type": "object",
+        "required": ["schema_version", "environment", "cases", "claims"],
+        "properties": {
+            "schema_version": {"const": SCHEMA_VERSION},
+            "matrix_file": {"type": "string"},
+            "started": {"type": "string"},
+            "finished": {"type": "string"},
+            "environment": {"type": "object"},
+            "gate": {"type": "object"},
+            "shards": {"type": "array", "items": {"type": "string"}},
+            "cases": {"type": "array", "items": {"$ref": "#/$defs/case"}},
+            "claims": {
+                "type": "array",
+                "items": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
+            },
+        },
+        "additionalProperties": True,
+        "$defs": {"case": case, **parts},
+    }
+    return copy.deepcopy(schema)  # the property tables above are shared; callers may edit theirs
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    return jsonschema.Draft202012Validator(results_schema())
+
+
+def json_path(parts: Iterable[str | int]) -> str:
+    """``['cases', 3, 'latency', 'median_ms']`` -> ``'cases[3].latency.median_ms'``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier():
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
+def _what(error: jsonschema.ValidationError) -> str:
+    """What is wrong, in one short line (jsonschema's messages repeat the whole value)."""
+    value, rule = error.instance, error.validator_value
+    if error.validator == "type":
+        kind = _JSON_TYPES.get(type(value), "a number")
+        expected = " or ".join([rule] if isinstance(rule, str) else rule)
+        return f"{_short(value)} is {kind}, expected {expected}"
+    if error.validator == "enum":
+        return f"{_short(value)} is not allowed; allowed: {', '.join(map(str, rule))}"
+    if error.validator == "required" and isinstance(value, dict):
+        return "lacks " + ", ".join(k for k in rule if k not in value)
+    if error.validator == "const":
+        return f"{_short(value)} must be {_short(rule)}"
+    message = error.message
+    return message if len(message) <= 200 else message[:197] + "..."
+
+
+def validate(data: Any, source: str = "results") -> None:
+    """Check results data against ``results_schema()``; raises ResultsError naming the first problem:
+    ``results.json: cases[3].latency.median_ms (resnet18-fp32-none-eager-b1): "fast" is a string, ...``."""
+    error = next(iter(_validator().iter_errors(data)), None)
+    if error is None:
+        return
+    path = list(error.absolute_path)
+    where = json_path(path) or "top level"
+    if len(path) >= 2 and path[0] == "cases" and isinstance(path[1], int):
+        case = data["cases"][path[1]]
+        if isinstance(case, dict) and isinstance(case.get("id"), str):
+            where += f" ({case['id']})"
+    raise ResultsError(f"{source}: {where}: {_what(error)}")
 
 
 def combine_outcomes(outcomes: Iterable[str]) -> str:
@@ -79,7 +283,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a results file; raises ResultsError with the file and what is wrong."""
+    """Read and check a results file (``results_schema()``); raises ResultsError with the file,
+    the JSON path of the first problem and what is wrong."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -111,6 +316,7 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
                 f"{path}: cases[{i}] ({case['id']}) has outcome {case['outcome']!r};"
                 f" allowed: {', '.join(OUTCOMES)}"
             )
+    validate(data, str(path))
     return data
 
 

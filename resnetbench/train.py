@@ -1,13 +1,12 @@
-"""Weights trained offline on scikit-learn's digits, so task accuracy means something.
+"""Training on scikit-learn's offline digits, so task accuracy means something.
 
-Reproducible from the seed (same seed, same weights on the same library versions) and
-cached on disk like any artifact: the second run loads instead of training.
+Reproducible from the seed (same seed, same weights on the same library versions);
+``weights.trained_model`` caches the result on disk like any artifact.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,8 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from resnetbench import data
-from resnetbench.cache import default_cache_dir
-from resnetbench.models import build_model, weights_id
+from resnetbench.models import build_model
 
 DEFAULT_SIZE = 32
 
@@ -61,21 +59,3 @@ def train_digits(
     with torch.inference_mode():
         top1 = (model(test.images).argmax(1) == test.labels).float().mean().item()
     return model, {"epochs": epochs, "seed": seed, "size": size, "train_s": seconds, "test_top1": top1}
-
-
-def trained_model(arch: str, weights: dict[str, Any], cache_dir: Path | None = None) -> nn.Module:
-    """The cached digits-trained model for a ``{source: train}`` weights spec."""
-    cache_dir = Path(cache_dir or default_cache_dir())
-    path = cache_dir / "weights" / f"{arch}-{weights_id(weights)}.pt"
-    model = build_model(arch, num_classes=10, seed=weights.get("seed", 0))
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval()
-    model, info = train_digits(arch, epochs=weights.get("epochs", 8), seed=weights.get("seed", 0),
-                               size=weights.get("size", DEFAULT_SIZE))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(__import__("json").dumps(info))
-    return model

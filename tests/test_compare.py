@@ -21,10 +21,10 @@ from resnetbench.compare import (
     main_compare,
     parse_allow,
     robust_cv,
-    summarize_gate_check,
     summary_line,
 )
 from resnetbench.results import ResultsError, load
+from resnetbench.tools.gatecheck import summarize_gate_check
 
 EXAMPLE = Path(__file__).parent / "data" / "results_example.json"
 N_SAMPLES = 80  # the suite's default rounds, as in results_example.json

@@ -416,12 +416,21 @@ def test_relative_paths_resolve_against_the_matrix_file(tmp_path: Path) -> None:
     assert Path(cfg.dataset["path"]) == sub / "imgs"
 
 
-def test_declared_architecture_is_an_allowed_arch(tmp_path: Path) -> None:
+def test_declared_architecture_is_an_allowed_arch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mypkg_nets.py").write_text("def build(num_classes=1000):\n    raise AssertionError('not called')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     path = tmp_path / "m.yaml"
-    path.write_text("matrix:\n  arch: [resnet18, mynet]\narchitectures:\n  mynet: mypkg.nets:build\n", encoding="utf-8")
+    path.write_text("matrix:\n  arch: [resnet18, mynet]\narchitectures:\n  mynet: mypkg_nets:build\n", encoding="utf-8")
     cfg = load_config(path)
-    assert cfg.architectures == {"mynet": "mypkg.nets:build"}
+    assert cfg.architectures == {"mynet": "mypkg_nets:build"}
     assert [c.arch for c in expand(cfg)] == ["resnet18", "mynet"]
+
+
+def test_declared_extension_that_cannot_be_imported_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("matrix:\n  backend: [eager]\nbackends:\n  mine: no_such_pkg.backend:Mine\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"m\.yaml:4: backends\.mine: cannot import 'no_such_pkg\.backend'"):
+        load_config(path)
 
 
 def test_restricted_arch_list_from_caller(tmp_path: Path) -> None:

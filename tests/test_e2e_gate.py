@@ -13,7 +13,7 @@ import os
 import time
 
 from resnetbench import build
-from resnetbench.measure.reference import REFERENCE_ORIGIN
+from resnetbench.measure.latency_reference import REFERENCE_ORIGIN
 
 FACTOR = float(os.environ.get("RB_INJECT_SLOWDOWN", "0"))
 

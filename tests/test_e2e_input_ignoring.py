@@ -16,7 +16,7 @@ FIRST_IMAGE_CONFTEST = '''
 from resnetbench.backends import register_backend
 from resnetbench.backends.eager import EagerBackend
 from resnetbench.backends.onnxruntime import OnnxRuntimeBackend
-from resnetbench.mutations import FirstImageRunner
+from resnetbench.tools.mutations import FirstImageRunner
 
 
 def first_image(base, name):

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from resnetbench.benchbackends import best_of, cache_matrix, compare_blocks, ratio_ok, timed
-from resnetbench.compare import GATE_TARGETS, summarize_gate_check
-from resnetbench.gatecheck import (
+from resnetbench.tools.benchbackends import best_of, cache_matrix, compare_blocks, ratio_ok, timed
+from resnetbench.tools.gatecheck import (
+    GATE_TARGETS,
     GateRun,
     SlowedRunner,
     busy_wait,
@@ -19,6 +19,7 @@ from resnetbench.gatecheck import (
     pairs_of_round,
     pedantic_samples,
     round_order,
+    summarize_gate_check,
     target_rows,
 )
 
@@ -75,7 +76,7 @@ def test_slowed_runner_lengthens_a_call_by_the_requested_fraction(fraction: floa
 
 
 def test_pool_wait_lasts_the_requested_time_and_torch_backends_use_it() -> None:
-    from resnetbench.gatecheck import pool_busy_wait, wait_for
+    from resnetbench.tools.gatecheck import pool_busy_wait, wait_for
 
     walls = [_wall(pool_busy_wait, 0.005) for _ in range(5)]
     assert 0.005 <= min(walls) < 0.0065  # one small matrix product past the deadline at most
@@ -204,7 +205,7 @@ def test_cache_matrix_has_twenty_distinct_cases() -> None:
 
 @pytest.mark.slow
 def test_gate_check_runs_end_to_end_on_a_tiny_case(tmp_path: Any) -> None:
-    from resnetbench.gatecheck import run_gate_check
+    from resnetbench.tools.gatecheck import run_gate_check
 
     result = run_gate_check("resnet18", ("eager",), input_size=32, rounds_of_pairs=2, rounds=12, warmup=2, pairs=8,
                             blocks=4, also_thresholds=(0.05,), cache_dir=tmp_path)

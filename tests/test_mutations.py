@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resnetbench import mutations
+from resnetbench.tools import mutations
 
 
 def test_damaged_matrix_drops_one_case_and_adds_two():

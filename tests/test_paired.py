@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resnetbench.compare import decide_blocks, normalized_blocks
-from resnetbench.measure.reference import ReferenceWorkload, time_pairs
+from resnetbench.measure.latency_reference import ReferenceWorkload, time_pairs
+from resnetbench.stats import decide_blocks, normalized_blocks
 
 
 class Recorder:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from resnetbench import report
+from resnetbench.report import cells, figures
 from resnetbench.results import ResultsError, load
 
 EXAMPLE = Path(__file__).parent / "data" / "results_example.json"
@@ -149,7 +150,7 @@ def test_500_cases_under_5_mb_and_2_s(record_property: Any) -> None:
     """A 500-case report, rendered cold (plotly packed afresh), fits the size and time budget."""
     results = synthetic()
     assert len(results["cases"]) == 500
-    report._plotly_payload.cache_clear()
+    figures._plotly_payload.cache_clear()
     start = time.perf_counter()
     html = report.render_html(results)
     elapsed = time.perf_counter() - start
@@ -360,10 +361,10 @@ def test_pareto_marked_in_report(example: dict[str, Any]) -> None:
     # Make the failed bf16 case the smallest and fastest of all: it must stay off the front.
     bf16 = by_id(example)["resnet18-bf16-none-onnxruntime-b1"]
     bf16["latency"]["median_ms"], bf16["size"]["artifact_mb"] = 1.0, 1.0
-    _, size_front = report._size_latency_figure(example["cases"])
+    _, size_front = figures._size_latency_figure(example["cases"])
     assert size_front == ["resnet18-int8-static-onnxruntime-b1"]
-    _, tradeoff_front = report._tradeoff_figure(
-        report._tradeoffs(example["cases"]), example["cases"]
+    _, tradeoff_front = figures._tradeoff_figure(
+        cells._tradeoffs(example["cases"]), example["cases"]
     )
     # The fp32 references sit at (1x, 0 pts); int8 static at (2.42x, 0.5 pts): none dominates.
     assert tradeoff_front == [
@@ -379,7 +380,7 @@ def test_pareto_marked_in_report(example: dict[str, Any]) -> None:
 
 def test_tradeoffs_against_fp32_reference(example: dict[str, Any]) -> None:
     """Size ratio, speedup and accuracy drop vs the fp32 `none` case of the same backend."""
-    groups = {g["compression"]: g["rows"] for g in report._tradeoffs(example["cases"])}
+    groups = {g["compression"]: g["rows"] for g in cells._tradeoffs(example["cases"])}
     (static,) = groups["static"]
     assert static["ref_id"] == "resnet18-fp32-none-onnxruntime-b1"
     assert static["size_ratio"] == pytest.approx(11.9 / 46.9)
@@ -393,7 +394,7 @@ def test_tradeoffs_against_fp32_reference(example: dict[str, Any]) -> None:
 def test_box_statistics_match_statistics_module() -> None:
     """Quartiles equal Python's inclusive quantiles; the whiskers stop at 1.5 IQR."""
     samples = [10.0, 11, 11.5, 12, 12.2, 12.4, 13, 14, 30]
-    stats = report._quartiles(samples)
+    stats = figures._quartiles(samples)
     q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
     assert (stats["q1"], stats["median"], stats["q3"]) == pytest.approx((q1, median, q3))
     assert stats["outliers"] == [30]

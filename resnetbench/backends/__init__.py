@@ -1,19 +1,34 @@
-"""Backends in a plain registry; third parties add entries through entry points.
+"""Backends in one registry: built-ins, the ``resnetbench.backends`` entry-point group and
+matrix import paths (``backends: {name: "pkg.mod:BackendClass"}``).
 
 Example (in a package's pyproject)::
 
     [project.entry-points."resnetbench.backends"]
     mybackend = "mypkg.backend:MyBackend"
+
+Listing names imports no backend module (and no torch): ``resnetbench validate`` needs
+only the names.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
-from resnetbench.backends.base import Backend
+from resnetbench.registry import Registry
 
-_BUILTIN = {
+if TYPE_CHECKING:
+    from resnetbench.backends.base import Backend
+
+# The backend a matrix gets when it lists none.
+DEFAULT_BACKEND = "eager"
+
+
+def _instance(obj: Any) -> Backend:
+    # A target is a Backend subclass (instantiated once) or an instance.
+    return obj() if isinstance(obj, type) else obj
+
+
+BACKENDS: Registry[Backend] = Registry("backend", "resnetbench.backends", {
     "eager": "resnetbench.backends.eager:EagerBackend",
     "torchscript": "resnetbench.backends.torchscript:TorchScriptBackend",
     "compile": "resnetbench.backends.compile:CompileBackend",
@@ -23,32 +38,19 @@ _BUILTIN = {
     "onnxruntime-cuda": "resnetbench.backends.gpu:OrtCudaBackend",
     "onnxruntime-tensorrt": "resnetbench.backends.gpu:OrtTensorRTBackend",
     "tensorrt": "resnetbench.backends.gpu:TorchTensorRTBackend",
-}
-_INSTANCES: dict[str, Backend] = {}
+}, make=_instance)
 
 
 def backend_names() -> tuple[str, ...]:
-    """Built-in names plus those installed packages declare."""
-    extra = tuple(ep.name for ep in entry_points(group="resnetbench.backends") if ep.name not in _BUILTIN)
-    registered = tuple(n for n in _INSTANCES if n not in _BUILTIN and n not in extra)
-    return tuple(_BUILTIN) + extra + registered
+    """Built-in names plus those installed packages declare and those registered."""
+    return BACKENDS.names()
 
 
 def get_backend(name: str) -> Backend:
     """The backend instance for a name (imported on first use)."""
-    if name not in _INSTANCES:
-        target = _BUILTIN.get(name)
-        if target is None:
-            eps = {ep.name: ep for ep in entry_points(group="resnetbench.backends")}
-            if name not in eps:
-                raise KeyError(f"unknown backend {name!r}; known: {', '.join(backend_names())}")
-            _INSTANCES[name] = eps[name].load()()
-        else:
-            module, _, cls = target.partition(":")
-            _INSTANCES[name] = getattr(import_module(module), cls)()
-    return _INSTANCES[name]
+    return BACKENDS.get(name)
 
 
 def register_backend(backend: Backend) -> None:
-    """Register a backend instance (tests and wrappers such as the gate's slowdown injector)."""
-    _INSTANCES[backend.name] = backend
+    """Register a backend instance under its name (tests, wrappers such as a slowdown injector)."""
+    BACKENDS.register(backend.name, backend)

@@ -1,4 +1,11 @@
-"""The one small interface every backend implements, and what they share."""
+"""The one small interface every backend implements, and what they share.
+
+A backend owns everything backend-specific: which dtypes and quantization schemes it
+runs (its capability table), how a model is cast or quantized for it (``prepare_model``),
+its artifact files and their int8 storage layout (``int8_layout``, for the size
+formula), and the libraries its results depend on (``requires``). Nothing outside
+``backends/`` switches on a backend's name.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,9 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from resnetbench.compress import get_method
+from resnetbench.compress.base import Method
+from resnetbench.formulas import QuantLayout
 from resnetbench.matrix import Case
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -49,20 +59,27 @@ class Exported:
 
 
 class Backend:
-    """Base: declares capabilities; subclasses implement ``export`` and ``load``."""
+    """Base: declares capabilities; subclasses implement ``export`` and ``load``.
+
+    Every model transform (pruning, distillation: a ``Method`` with ``prepare``) reaches
+    every backend as an fp32 model; a quantization method reaches only the backends that
+    implement its scheme (``quantization``).
+    """
 
     name: ClassVar[str]
     dtypes: ClassVar[frozenset[str]] = frozenset({"fp32"})
-    compressions: ClassVar[frozenset[str]] = frozenset(
-        {"none", "prune-l1-unstructured", "prune-channels", "distill"}
-    )
+    # The int8 schemes (compress/base.py) this backend implements with its own toolchain.
+    quantization: ClassVar[frozenset[str]] = frozenset()
+    # Import names of the packages it needs; their versions are recorded with every run.
     requires: ClassVar[tuple[str, ...]] = ()
     device: ClassVar[str] = "cpu"
     # dtype -> why it runs but is too slow to be worth it unless the matrix opts in
     slow: ClassVar[dict[str, str]] = {}
     artifact_kind: ClassVar[str] = ""
-    # Runs a PyTorch module: the build casts it to the case's dtype or quantizes it with
-    # torch's own int8 path first (a subclass inherits this, whatever its name).
+    # Builds an engine for one input shape: the batch is part of the artifact's cache key.
+    fixed_batch: ClassVar[bool] = False
+    # Runs a PyTorch module in the process (the gate's slowdown injector computes on
+    # PyTorch's thread pool for these; a subclass inherits this, whatever its name).
     runs_torch_module: ClassVar[bool] = False
 
     def unsupported(self, case: Case) -> str | None:
@@ -74,9 +91,21 @@ class Backend:
             return f"{self.name}: needs a CUDA GPU; none is available on this machine"
         if case.dtype not in self.dtypes:
             return f"{self.name} does not run {case.dtype} here (supports {', '.join(sorted(self.dtypes))})"
-        if case.compression not in self.compressions:
-            return f"{self.name} has no {case.compression} path (supports {', '.join(sorted(self.compressions))})"
+        method = get_method(case.compression)
+        if method.quantization is not None and method.quantization not in self.quantization:
+            offers = ", ".join(sorted(self.quantization)) or "none"
+            return f"{self.name} has no {method.quantization} quantization path for {method.name} (implements: {offers})"
         return None
+
+    def prepare_model(self, model: nn.Module, case: Case, method: Method, ctx: BuildContext, notes: list[str],
+                      artifact_cached: bool) -> tuple[nn.Module, dict[str, Any]]:
+        """The module ``export`` receives (already a private copy). Backends that convert the
+        fp32 module themselves (ONNX-based ones) take it as it is."""
+        return model, {}
+
+    def int8_layout(self, scheme: str) -> QuantLayout:
+        """How this backend's int8 path for ``scheme`` stores a model (for the size formula)."""
+        raise NotImplementedError(f"{self.name} declares no int8 storage layout for {scheme}")
 
     def slow_reason(self, case: Case, allow_slow: bool = False) -> str | None:
         """Why running ``case`` would take pathologically long here (its size is still checked)."""
@@ -92,6 +121,11 @@ class Backend:
 
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> Runner:
         raise NotImplementedError
+
+
+def is_quantized(case: Case) -> bool:
+    """Whether the case's compression is an int8 quantization scheme (not a model transform)."""
+    return get_method(case.compression).quantization is not None
 
 
 def cast_model(model: nn.Module, dtype: str) -> nn.Module:

@@ -18,17 +18,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnetbench.backends.base import Backend, BuildContext, Exported, Timer
+from resnetbench.backends.base import BuildContext, Exported, Timer
 from resnetbench.backends.eager import FP16_SLOW, EagerRunner, torch_input
+from resnetbench.backends.torch_module import TorchModuleBackend
 from resnetbench.matrix import Case
 
 PACKAGE = "compiled.pt2"
 
 
-class CompileBackend(Backend):
+class CompileBackend(TorchModuleBackend):
     name = "compile"
-    runs_torch_module = True
     dtypes = frozenset({"fp32", "fp16", "bf16"})
+    quantization = frozenset()  # int8: see unsupported()
     slow = {"fp16": FP16_SLOW}
     artifact_kind = "state_dict (the AOTInductor package beside it is generated code + the same weights)"
 

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnetbench.backends.base import TORCH_DTYPES, Backend, BuildContext, Exported, Timer
+from resnetbench.backends.base import TORCH_DTYPES, BuildContext, Exported, Timer, is_quantized
+from resnetbench.backends.torch_module import TorchModuleBackend
 from resnetbench.matrix import Case
 
 FP16_SLOW = (
@@ -35,7 +36,7 @@ def uses_channels_last(case: Case) -> bool:
     relative to it, which the gate read as a change (false alarms on unchanged bf16 eager
     cases). A fixed rule makes the same case run the same way in every process.
     """
-    return case.dtype in ("fp32", "bf16") and case.compression not in ("dynamic", "static")
+    return case.dtype in ("fp32", "bf16") and not is_quantized(case)
 
 
 class EagerRunner:
@@ -57,11 +58,9 @@ class EagerRunner:
         return out.float()
 
 
-class EagerBackend(Backend):
+class EagerBackend(TorchModuleBackend):
     name = "eager"
-    runs_torch_module = True
     dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
-    compressions = Backend.compressions | {"dynamic", "static"}
     slow = {"fp16": FP16_SLOW}
     artifact_kind = "state_dict (torch.save)"
 

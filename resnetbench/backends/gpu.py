@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnetbench.backends.base import Backend, BuildContext, Exported, Timer
+from resnetbench.backends.base import BuildContext, Exported, Timer
 from resnetbench.backends.eager import torch_input
 from resnetbench.backends.onnxruntime import OnnxRuntimeBackend, OrtRunner, session_options
+from resnetbench.backends.torch_module import TorchModuleBackend
 from resnetbench.matrix import Case
 
 
@@ -43,9 +44,8 @@ class CudaRunner:
         return out.float().cpu()
 
 
-class CudaBackend(Backend):
+class CudaBackend(TorchModuleBackend):
     name = "cuda"
-    runs_torch_module = True
     device = "cuda"
     dtypes = frozenset({"fp32", "fp16", "bf16"})
     artifact_kind = "state_dict (torch.save)"
@@ -118,13 +118,15 @@ class OrtCudaBackend(OnnxRuntimeBackend):
 class OrtTensorRTBackend(OrtCudaBackend):
     name = "onnxruntime-tensorrt"
     providers = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+    fixed_batch = True  # TensorRT builds its engine for one input shape
 
 
 class TorchTensorRTBackend(CudaBackend):
     name = "tensorrt"
     requires = ("torch_tensorrt",)
     dtypes = frozenset({"fp32", "fp16"})
-    compressions = frozenset({"none", "prune-channels", "distill"})
+    quantization = frozenset()  # TensorRT's int8 needs its own calibrator, not wired here
+    fixed_batch = True  # the engine is built for one input shape
     artifact_kind = "TorchScript module with embedded TensorRT engine"
 
     def extra_name(self) -> str:

@@ -16,8 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from resnetbench.backends import onnx_quantize
 from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, cast_model
 from resnetbench.backends.onnx_export import bf16_weight_storage, export_onnx, onnx_files, op_histogram, single_file
+from resnetbench.compress import get_method
+from resnetbench.compress.base import INT8_DYNAMIC, INT8_STATIC
+from resnetbench.formulas import QuantLayout
 from resnetbench.matrix import Case
 
 
@@ -39,16 +43,12 @@ def export_for_onnx(model: nn.Module, case: Case, out: Path, ctx: BuildContext) 
             elif case.dtype == "bf16":
                 n = bf16_weight_storage(work / "model.onnx", out / "model.onnx")
                 notes.append(f"bf16 weight storage ({n} tensors), fp32 compute: ONNX Runtime's CPU EP has no bf16 Conv")
-            elif case.compression == "dynamic":
-                from resnetbench.compress.dynamic import quantize_onnx_dynamic
-
+            elif get_method(case.compression).quantization == INT8_DYNAMIC:
                 src = single_file(work / "model.onnx", work / "single.onnx")
-                extra.update(quantize_onnx_dynamic(src, out / "model.onnx"))
-            elif case.compression == "static":
-                from resnetbench.compress.static import quantize_onnx_static
-
+                extra.update(onnx_quantize.quantize_onnx_dynamic(src, out / "model.onnx"))
+            elif get_method(case.compression).quantization == INT8_STATIC:
                 src = single_file(work / "model.onnx", work / "single.onnx")
-                extra.update(quantize_onnx_static(src, out / "model.onnx", ctx, out / "pre"))
+                extra.update(onnx_quantize.quantize_onnx_static(src, out / "model.onnx", ctx, out / "pre"))
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(out / "pre", ignore_errors=True)
     extra["ops"] = op_histogram(out / "model.onnx")
@@ -83,7 +83,7 @@ def session_options(threads: int, optimized_path: Path | None = None) -> Any:
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
     # Worker threads still spin during a run, but stop when it ends: a case's session and
-    # its latency reference's session (measure/reference.py) run alternately, and two
+    # its latency reference's session (measure/latency_reference.py) run alternately, and two
     # pools spinning between runs on two cores slowed each other 1.4-2x when measured
     # here. Alone, a session's median latency is the same with or without it (2.34 vs 2.33 ms).
     so.add_session_config_entry("session.force_spinning_stop", "1")
@@ -95,10 +95,13 @@ def session_options(threads: int, optimized_path: Path | None = None) -> Any:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
-    compressions = Backend.compressions | {"dynamic", "static"}
+    quantization = frozenset({INT8_DYNAMIC, INT8_STATIC})
     requires = ("onnxruntime", "onnx")
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     artifact_kind = "ONNX model + external data"
+
+    def int8_layout(self, scheme: str) -> QuantLayout:
+        return onnx_quantize.LAYOUTS[scheme]
 
     def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
         return export_for_onnx(model, case, out, ctx)

@@ -17,8 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from resnetbench.backends import onnx_quantize
 from resnetbench.backends.base import Backend, BuildContext, Exported, Timer
 from resnetbench.backends.onnxruntime import export_for_onnx
+from resnetbench.compress.base import INT8_STATIC
+from resnetbench.formulas import QuantLayout
 from resnetbench.matrix import Case
 
 PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
@@ -43,14 +46,13 @@ class OpenVINORunner:
 class OpenVINOBackend(Backend):
     name = "openvino"
     dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
-    compressions = Backend.compressions | {"static"}
+    # Weights-and-activations int8 comes from the static QDQ model; there is no dynamic path.
+    quantization = frozenset({INT8_STATIC})
     requires = ("openvino", "onnx")
     artifact_kind = "OpenVINO IR (model.xml + model.bin)"
 
-    def unsupported(self, case: Case) -> str | None:
-        if case.compression == "dynamic":
-            return "openvino has no dynamic int8 quantization path (weights-and-activations int8 comes from static QDQ)"
-        return super().unsupported(case)
+    def int8_layout(self, scheme: str) -> QuantLayout:
+        return onnx_quantize.LAYOUTS[scheme]  # the IR keeps the QDQ model's int8 weights
 
     def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
         import openvino as ov

@@ -12,16 +12,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, record_warnings
+from resnetbench.backends.base import BuildContext, Exported, Timer, record_warnings
 from resnetbench.backends.eager import FP16_SLOW, EagerRunner, torch_input, uses_channels_last
+from resnetbench.backends.torch_module import TorchModuleBackend
 from resnetbench.matrix import Case
 
 
-class TorchScriptBackend(Backend):
+class TorchScriptBackend(TorchModuleBackend):
     name = "torchscript"
-    runs_torch_module = True
     dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
-    compressions = Backend.compressions | {"dynamic", "static"}
     slow = {"fp16": FP16_SLOW}
     artifact_kind = "frozen TorchScript module (torch.jit.save)"
 

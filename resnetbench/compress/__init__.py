@@ -1,72 +1,43 @@
-"""Compression methods, one module each, in a plain registry.
+"""Compression methods, one module each, in one registry.
 
-A method transforms the fp32 PyTorch model (``prepare``) before any backend sees it
-(pruning, distillation), or declares that backends quantize their own artifact
-(``dynamic``/``static``: each backend has its own int8 path). Capabilities say which
-dtype a method produces.
+Built-ins, the ``resnetbench.compressions`` entry-point group and matrix import paths
+(``compressions: {name: "pkg.mod:METHOD"}``) feed it; a target is a ``Method``
+(``compress/base.py``). Listing names imports no method module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from resnetbench.compress.base import Method
+from resnetbench.registry import Registry
 
-from torch import nn
-
-from resnetbench.matrix import Case
+# The compression a matrix gets when it lists none: the identity.
+DEFAULT_COMPRESSION = "none"
 
 
-@dataclass(frozen=True)
-class Method:
-    """A compression method: the dtypes it goes with and its model transform, if any."""
-
-    name: str
-    dtypes: frozenset[str]
-    prepare: Callable[[nn.Module, Case, dict[str, Any]], tuple[nn.Module, dict[str, Any]]] | None = None
-    defaults: dict[str, Any] = field(default_factory=dict)
-
-    def unsupported(self, case: Case) -> str | None:
-        if case.dtype not in self.dtypes:
-            if self.dtypes == {"int8"}:
-                return f"{self.name} quantization produces int8 weights; it pairs with dtype int8, not {case.dtype}"
-            return f"{self.name} is not defined for dtype {case.dtype} (allowed: {', '.join(sorted(self.dtypes))})"
-        return None
+def _method(obj: object) -> Method:
+    if not isinstance(obj, Method):
+        raise TypeError(f"a compression method must be a resnetbench.compress.base.Method, got {type(obj).__name__}")
+    return obj
 
 
-def _identity(model: nn.Module, case: Case, settings: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    return model, {}
+COMPRESSIONS: Registry[Method] = Registry("compression method", "resnetbench.compressions", {
+    "none": "resnetbench.compress.identity:METHOD",
+    "dynamic": "resnetbench.compress.dynamic:METHOD",
+    "static": "resnetbench.compress.static:METHOD",
+    "prune-l1-unstructured": "resnetbench.compress.prune_unstructured:METHOD",
+    "prune-channels": "resnetbench.compress.prune_channels:METHOD",
+    "distill": "resnetbench.compress.distill:METHOD",
+}, make=_method)
 
 
-def _registry() -> dict[str, Method]:
-    from resnetbench.compress import distill, prune_channels, prune_unstructured
-
-    floats = frozenset({"fp32", "fp16", "bf16"})
-    return {
-        "none": Method("none", floats, _identity),
-        "dynamic": Method("dynamic", frozenset({"int8"}), None, {}),
-        "static": Method("static", frozenset({"int8"}), None, {"calibration_samples": 64}),
-        "prune-l1-unstructured": Method(
-            "prune-l1-unstructured", floats, prune_unstructured.prepare, prune_unstructured.DEFAULTS
-        ),
-        "prune-channels": Method("prune-channels", floats, prune_channels.prepare, prune_channels.DEFAULTS),
-        "distill": Method("distill", floats, distill.prepare, distill.DEFAULTS),
-    }
+def get_method(name: str) -> Method:
+    return COMPRESSIONS.get(name)
 
 
-_METHODS: dict[str, Method] | None = None
+def compression_names() -> tuple[str, ...]:
+    return COMPRESSIONS.names()
 
 
-def methods() -> dict[str, Method]:
-    """The registry, built on first use (method modules import heavy libraries)."""
-    global _METHODS
-    if _METHODS is None:
-        _METHODS = _registry()
-    return _METHODS
-
-
-def unsupported_dtype(case: Case) -> str | None:
-    """Why the case's dtype and compression do not go together; None when they do."""
-    if case.dtype == "int8" and case.compression not in ("dynamic", "static"):
-        return "int8 needs a quantization method: use compression dynamic or static with dtype int8"
-    return methods()[case.compression].unsupported(case)
+def unsupported_dtype(compression: str, dtype: str) -> str | None:
+    """Why a dtype and a compression method do not go together; None when they do."""
+    return get_method(compression).unsupported(dtype)

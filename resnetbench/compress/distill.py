@@ -9,40 +9,48 @@ teacher's top-1 stands in for labels (and the case notes it).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from tqdm import tqdm
+from resnetbench.compress.base import FLOATS, Method, MethodContext
 
-from resnetbench.matrix import Case
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from resnetbench.matrix import Case
 
 DEFAULTS: dict[str, Any] = {"teacher": "resnet50", "temperature": 4.0, "alpha": 0.5, "epochs": 2, "lr": 2e-3}
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, T: float, alpha: float) -> torch.Tensor:
     """The guide's loss, with KL's batchmean reduction."""
+    import torch.nn.functional as F
+
     kd = F.kl_div(F.log_softmax(student / T, 1), F.softmax(teacher / T, 1), reduction="batchmean") * T * T
     return alpha * kd + (1 - alpha) * F.cross_entropy(student, labels)
 
 
 def agreement(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    import torch
+
     with torch.inference_mode():
         return (a(x).argmax(1) == b(x).argmax(1)).float().mean().item()
 
 
-def prepare(student: nn.Module, case: Case, settings: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+def prepare(student: nn.Module, case: Case, ctx: MethodContext) -> tuple[nn.Module, dict[str, Any]]:
     """Train the student against the teacher; report sizes, agreement before/after, time."""
-    from resnetbench import data
-    from resnetbench.build import base_model
-    from resnetbench.models import build_model, num_classes_for
+    import torch
+    from tqdm import tqdm
 
-    config, cache = settings["_config"], settings["_cache"]
+    from resnetbench import data
+    from resnetbench.models import build_model
+    from resnetbench.weights import num_classes_for
+
+    config, settings = ctx.config, ctx.settings
     # The student starts from a fresh initialisation, whatever the matrix's weights are.
     student = build_model(case.arch, num_classes_for(config.weights), config.seed)
     T, alpha = float(settings["temperature"]), float(settings["alpha"])
-    teacher = base_model(config, settings["teacher"], cache).eval()
+    teacher = ctx.base_model(settings["teacher"]).eval()
     if config.dataset.get("name") == "digits":
         train = data.digits(config.input_size, "train", config.seed)
         test = data.digits(config.input_size, "test", config.seed)
@@ -89,3 +97,14 @@ def prepare(student: nn.Module, case: Case, settings: dict[str, Any]) -> tuple[n
         "temperature": T,
         "alpha": alpha,
     }
+
+
+METHOD = Method(
+    "distill",
+    FLOATS,
+    prepare=prepare,
+    defaults=DEFAULTS,
+    tolerances={"top1_agreement": 0.5},
+    uses_dataset=True,
+    accuracy_reference="teacher",
+)

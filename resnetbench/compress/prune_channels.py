@@ -8,22 +8,24 @@ labelled dataset a short fine-tune follows, since pruning without it wrecks accu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from resnetbench.compress.base import FLOATS, Method, MethodContext
 
-from resnetbench.matrix import Case
+if TYPE_CHECKING:
+    from torch import nn
+
+    from resnetbench.matrix import Case
 
 DEFAULTS: dict[str, Any] = {"amount": 0.3, "finetune_epochs": 1}
 
 
-def prepare(model: nn.Module, case: Case, settings: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+def prepare(model: nn.Module, case: Case, ctx: MethodContext) -> tuple[nn.Module, dict[str, Any]]:
     """Remove ``amount`` of the channels of every prunable conv group by L1 norm."""
+    import torch
     import torch_pruning as tp
 
-    config = settings["_config"]
+    config, settings = ctx.config, ctx.settings
     amount = float(settings.get("amount", DEFAULTS["amount"]))
     example = torch.randn(1, 3, config.input_size, config.input_size)
     before = sum(p.numel() for p in model.parameters())
@@ -46,6 +48,9 @@ def prepare(model: nn.Module, case: Case, settings: dict[str, Any]) -> tuple[nn.
 
 def finetune_digits(model: nn.Module, config: Any, epochs: int, lr: float = 1e-3) -> dict[str, Any]:
     """A short fine-tune on the digits train split (never the test split)."""
+    import torch
+    import torch.nn.functional as F
+
     from resnetbench import data
 
     train = data.digits(config.input_size, "train", config.seed)
@@ -62,3 +67,17 @@ def finetune_digits(model: nn.Module, config: Any, epochs: int, lr: float = 1e-3
             opt.step()
     model.eval()
     return {"epochs": epochs, "lr": lr}
+
+
+METHOD = Method(
+    "prune-channels",
+    FLOATS,
+    prepare=prepare,
+    defaults=DEFAULTS,
+    # Structured pruning removes filters: fewer parameters than the closed form, and a
+    # fine-tune on labelled data. Measured centred cosine 0.001 at 30% on random weights:
+    # judged on labelled data by the task drop.
+    tolerances={"top1_drop_points": 10.0},
+    uses_dataset=True,
+    removes_parameters=True,
+)

@@ -8,24 +8,29 @@ storage size, which is reported next to the dense size.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import scipy.sparse
-from torch import nn
-from torch.nn.utils import prune
+from resnetbench.compress.base import FLOATS, Method, MethodContext
 
-from resnetbench.matrix import Case
+if TYPE_CHECKING:
+    from torch import nn
+
+    from resnetbench.matrix import Case
 
 DEFAULTS: dict[str, Any] = {"amount": 0.5, "scope": "global"}
 
 
 def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    from torch import nn
+
     return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
 def csr_bytes(model: nn.Module) -> int:
     """Bytes of the conv/linear weights stored as CSR (fp32 values, int32 indices), rows = out channels."""
+    import numpy as np
+    import scipy.sparse
+
     total = 0
     for m, _ in prunable(model):
         w = m.weight.detach().reshape(m.weight.shape[0], -1).numpy()
@@ -43,8 +48,11 @@ def bitmask_bytes(model: nn.Module) -> int:
     return total
 
 
-def prepare(model: nn.Module, case: Case, settings: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+def prepare(model: nn.Module, case: Case, ctx: MethodContext) -> tuple[nn.Module, dict[str, Any]]:
     """Prune ``amount`` of conv/linear weights by L1 magnitude (global or per layer)."""
+    from torch.nn.utils import prune
+
+    settings = ctx.settings
     amount = float(settings.get("amount", DEFAULTS["amount"]))
     targets = prunable(model)
     params_before = sum(p.numel() for p in model.parameters())
@@ -71,3 +79,14 @@ def prepare(model: nn.Module, case: Case, settings: dict[str, Any]) -> tuple[nn.
         "csr_weight_bytes": csr_bytes(model),
         "bitmask_weight_bytes": bitmask_bytes(model),
     }
+
+
+METHOD = Method(
+    "prune-l1-unstructured",
+    FLOATS,
+    prepare=prepare,
+    defaults=DEFAULTS,
+    # No published standard; on random weights it leaves no input dependence to compare
+    # (measured centred cosine 0.07 at 50%): judged on labelled data by the task drop.
+    tolerances={"top1_drop_points": 5.0},
+)

@@ -3,7 +3,8 @@
 For float dtypes the formula is parameters x bytes per element, BatchNorm running
 statistics counted apart. For int8 it counts int8 weights of the layers the quantizer
 touched plus what stays wider: per-channel (or per-tensor) scales and zero points,
-biases, and layers left in fp32. Each quantization path declares its layout.
+biases, and layers left in fp32. Each backend declares the layout of its int8 paths
+(``Backend.int8_layout``).
 """
 
 from __future__ import annotations
@@ -13,33 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from resnetbench.formulas import MB, MIB, SizeFormula, dtype_bytes
-
-
-@dataclass(frozen=True)
-class QuantLayout:
-    """How a quantizer stores a model: which layers are int8 and what stays wider."""
-
-    quantized: frozenset[str]  # "conv", "linear"
-    per_channel: bool
-    scale_bytes: int
-    zero_point_bytes: int
-    bias_bytes: int
-    bn_folded: bool
-    description: str
-
-
-# Measured against the artifacts each path writes (see tests/test_size_formulas.py).
-LAYOUTS: dict[str, QuantLayout] = {
-    "torch-dynamic": QuantLayout(frozenset({"linear"}), False, 8, 8, 4, False,
-                                 "torch dynamic: only nn.Linear int8 (per-tensor), convs and BN stay fp32"),
-    "torch-static": QuantLayout(frozenset({"conv", "linear"}), True, 8, 8, 4, True,
-                                "torch.ao FX: conv+BN fused, int8 per-channel weights, float64 scales + int64 zero points, fp32 bias"),
-    "onnx-dynamic": QuantLayout(frozenset({"conv", "linear"}), False, 4, 1, 4, True,
-                                "ORT dynamic: Conv/MatMul int8 per-tensor, fp32 bias, BN folded"),
-    "onnx-static": QuantLayout(frozenset({"conv", "linear"}), True, 4, 1, 4, True,
-                               "ORT QDQ: int8 per-channel weights, fp32 scales + int8 zero points, int32 bias, BN folded"),
-}
+from resnetbench.formulas import MB, MIB, QuantLayout, SizeFormula, dtype_bytes
 
 
 @dataclass(frozen=True)
@@ -100,17 +75,14 @@ def int8_formula(inv: Inventory, layout: QuantLayout) -> SizeFormula:
     return SizeFormula(inv.params, "int8", int8_weights, bn_bytes, wider, layout.description)
 
 
-def layout_for(backend: str, compression: str) -> QuantLayout:
-    family = "onnx" if backend in ("onnxruntime", "openvino", "onnxruntime-cuda", "onnxruntime-tensorrt") else "torch"
-    return LAYOUTS[f"{family}-{compression}"]
-
-
 def size_record(
-    inv: Inventory, dtype: str, backend: str, compression: str, files: dict[str, int], tolerance: dict[str, float]
+    inv: Inventory, dtype: str, layout: QuantLayout | None, files: dict[str, int], tolerance: dict[str, float]
 ) -> dict[str, Any]:
-    """Formula, artifact and the verdict of one case's size test."""
+    """Formula, artifact and the verdict of one case's size test (``layout``: the backend's int8 storage)."""
     if dtype == "int8":
-        formula = int8_formula(inv, layout_for(backend, compression))
+        if layout is None:
+            raise ValueError("an int8 case needs its backend's quantization layout")
+        formula = int8_formula(inv, layout)
     else:
         formula = float_formula(inv, dtype)
     artifact = sum(files.values())

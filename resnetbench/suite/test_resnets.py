@@ -19,7 +19,7 @@ def _skip_reason(case: Any) -> str | None:
     from resnetbench.backends import get_backend
     from resnetbench.compress import unsupported_dtype
 
-    return unsupported_dtype(case) or get_backend(case.backend).unsupported(case)
+    return unsupported_dtype(case.compression, case.dtype) or get_backend(case.backend).unsupported(case)
 
 
 def _skip_if_slow(case: Any, state: Any) -> None:
@@ -36,15 +36,15 @@ def built(case: Any, run_state: Any) -> Any:
     reason = _skip_reason(case)
     record = run_state.record(case)
     if reason:
-        record["reason"] = reason
+        record.reason = reason
         pytest.skip(reason)
     from resnetbench.build import build_case
 
     b = build_case(run_state.config, case, run_state.cache, run_state.threads)
-    record["conversion"] = b.conversion
-    record["compression_info"] = b.compression_info
-    record["artifact"] = {"dir": str(b.entry), "kind": type(b).__name__, "runtime": b.meta.get("runtime", {})}
-    record["notes"] = b.notes
+    record.conversion = b.conversion
+    record.compression_info = b.compression_info
+    record.artifact = {"dir": str(b.entry), "kind": type(b).__name__, "runtime": b.meta.get("runtime", {})}
+    record.notes = b.notes
     yield b
 
 
@@ -65,21 +65,24 @@ def run_batches(built: Any, images: torch.Tensor) -> torch.Tensor:
 @pytest.mark.size
 def test_size(case: Any, built: Any, run_state: Any) -> None:
     from resnetbench.measure.size import explain, size_record
+    from resnetbench.records import SizeRecord
 
     inv = built.inventory
-    rec = size_record(inv, case.dtype, case.backend, case.compression, built.files, case.size_tolerance)
-    run_state.record(case)["size"] = rec
+    layout = built.backend.int8_layout(built.method.quantization) if built.method.quantization else None
+    rec = size_record(inv, case.dtype, layout, built.files, case.size_tolerance)
+    run_state.record(case).size = SizeRecord.from_dict(rec)
     spec = SPECS.get(case.arch)
-    if spec is not None and case.compression not in ("prune-channels",):
+    if spec is not None and not built.method.removes_parameters:
         classes = built.fp32_model.fc.out_features
         closed_form = count_resnet(spec, classes).params
         assert inv.params == closed_form, f"{case.arch}: {inv.params:,} params, closed form says {closed_form:,}"
         if classes == 1000:
             assert inv.params == TORCHVISION_PARAMS[case.arch]
             assert round(inv.params / 1e6, 1) == GUIDE_PARAMS_M[case.arch]
-    if case.compression == "prune-channels":
+    if built.method.removes_parameters:
         full = count_resnet(spec, built.fp32_model.fc.out_features).params if spec else None
         rec["params_before_pruning"] = full
+        run_state.record(case).size = SizeRecord.from_dict(rec)
         assert full is None or inv.params < full, "structured pruning left the parameter count unchanged"
     if not rec["within_tolerance"]:
         pytest.fail(f"{case.id}: size: {explain(rec)}", pytrace=False)
@@ -88,7 +91,8 @@ def test_size(case: Any, built: Any, run_state: Any) -> None:
 @pytest.mark.accuracy
 def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
     from resnetbench.measure.accuracy import evaluate
-    from resnetbench.references import reference_for
+    from resnetbench.measure.accuracy_reference import reference_for
+    from resnetbench.records import AccuracyRecord
 
     _skip_if_slow(case, run_state)
     ref = reference_for(run_state.config, case, run_state.cache, run_state.memo)
@@ -96,18 +100,18 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
     rec = run_state.record(case)
     expected_shape = tuple(ref.logits.shape)
     if tuple(out.shape) != expected_shape:
-        rec["accuracy"] = {"verdict": "failed", "message": f"output shape {tuple(out.shape)} != {expected_shape}"}
+        rec.accuracy = AccuracyRecord(verdict="failed", message=f"output shape {tuple(out.shape)} != {expected_shape}")
         pytest.fail(f"{case.id}: output shape {tuple(out.shape)}, expected {expected_shape}", pytrace=False)
     if not torch.isfinite(out).all():
         bad = int((~torch.isfinite(out)).sum())
-        rec["accuracy"] = {"verdict": "failed", "message": f"{bad} non-finite outputs (NaN/Inf)"}
+        rec.accuracy = AccuracyRecord(verdict="failed", message=f"{bad} non-finite outputs (NaN/Inf)")
         pytest.fail(f"{case.id}: {bad} outputs are NaN or Inf", pytrace=False)
     result = evaluate(out, ref.logits, case.tolerances, ref.inputs.labels, ref.fp32_logits, case.dtype)
     result["reference"] = ref.kind
     result["dataset"] = ref.inputs.describe()
-    rec["accuracy"] = result
+    rec.accuracy = AccuracyRecord.from_dict(result)
     if result["degenerate"]:
-        rec["notes"].append(f"{result['degenerate']}: agreement metrics not used")
+        rec.note(f"{result['degenerate']}: agreement metrics not used")
     # Fail closed: an accuracy test that cannot decide is not a pass.
     if result["verdict"] != "passed":
         pytest.fail(f"{case.id}: accuracy {result['verdict']}: {result['message']}", pytrace=False)
@@ -118,6 +122,7 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     from filelock import FileLock
 
     from resnetbench.measure.latency import count_flops, roofline, summarize
+    from resnetbench.records import LatencyRecord
 
     _skip_if_slow(case, run_state)
     cfg = run_state.config
@@ -132,7 +137,7 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
         gate = _gate(case, paired, run_state) if stability["verdict"] != "unstable" else None
         if gate is not None and gate["decision"] == "inconclusive":
             # Too noisy to decide: time twice the pairs again and decide on those.
-            from resnetbench.measure.reference import time_pairs
+            from resnetbench.measure.latency_reference import time_pairs
 
             lat = cfg.latency
             paired = {**time_pairs(reference, built.runner.run, native, 2 * lat["pairs"], lat["warmup"]),
@@ -159,19 +164,19 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             "runtime": built.meta.get("runtime", {}),
         }
     )
-    run_state.record(case)["latency"] = rec
+    run_state.record(case).latency = LatencyRecord.from_dict(rec)
     if stability["verdict"] == "unstable":
-        run_state.record(case)["notes"].append(
+        run_state.record(case).note(
             f"latency unstable after {len(stability['attempts'])} timings: {'; '.join(stability['reasons'])}")
     if gate is not None:
-        rec["gate"] = gate
+        run_state.record(case).latency.gate = gate
         if gate["decision"] == "regressed":
             pytest.fail(f"{case.id}: latency regressed against the baseline: {gate['reason']}", pytrace=False)
 
 
 def _reference(case: Any, run_state: Any) -> Any:
     """The latency reference in the case's arithmetic family on its backend, loaded once per run."""
-    from resnetbench.measure.reference import family, reference_for
+    from resnetbench.measure.latency_reference import family, reference_for
 
     cfg = run_state.config
     key = ("reference", case.backend, case.batch, cfg.input_size, family(case.dtype, case.compression))
@@ -190,7 +195,7 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any,
     ``unstable`` (with every attempt's reasons).
     """
     from resnetbench.measure.latency import own_loop
-    from resnetbench.measure.reference import time_pairs
+    from resnetbench.measure.latency_reference import time_pairs
     from resnetbench.measure.stability import assess
 
     lat = run_state.config.latency
@@ -233,7 +238,7 @@ def _peak_for(dtype: str, env: dict[str, Any]) -> float | None:
 
 def _gate(case: Any, paired: dict[str, Any], run_state: Any) -> dict[str, Any] | None:
     """The gate's latency decision against the baseline's record of this case, if any."""
-    from resnetbench.compare import decide_blocks, normalized_blocks
+    from resnetbench.stats import decide_blocks, normalized_blocks
 
     base = run_state.baseline_case(case.id)
     if base is None:

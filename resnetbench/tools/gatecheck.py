@@ -1,11 +1,11 @@
 """``resnetbench gate-check``: the regression gate's own error rates, measured on this machine.
 
-The gate (``compare.decide_blocks`` on ``compare.normalized_blocks``) was designed on
+The gate (``stats.decide_blocks`` on ``stats.normalized_blocks``) was designed on
 simulated samples; this command checks it on real ones. It builds a few small cases and
-their latency references (``measure.reference``), then collects *runs* the way
+their latency references (``measure.latency_reference``), then collects *runs* the way
 ``test_latency`` does: a plain loop of ``rounds`` samples through pytest-benchmark's own
 ``BenchmarkFixture.pedantic``, then ``pairs`` [reference call, case call] pairs in
-``blocks`` blocks (``measure.reference.time_pairs``).
+``blocks`` blocks (``measure.latency_reference.time_pairs``).
 
 Algorithm
 ---------
@@ -22,8 +22,8 @@ Algorithm
 3. Each round gives three comparisons per case: A/A (the earlier unmodified run as
    baseline), slow10 (A vs the 10% run) and slow20 (B vs the 20% run). Each goes through
    ``decide_blocks`` exactly as ``resnetbench compare`` does, at the gate's default
-   threshold and at the other thresholds asked for; ``compare.summarize_gate_check``
-   turns the decisions into rates and checks them against ``compare.GATE_TARGETS``.
+   threshold and at the other thresholds asked for; ``summarize_gate_check`` (below)
+   turns the decisions into rates and checks them against ``GATE_TARGETS``.
 
 What it cannot see: every run here comes from one process and one loaded runner, so
 differences between processes (thread placement, memory layout, a different build of
@@ -41,29 +41,36 @@ import argparse
 import gc
 import os
 import random
+import re
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from resnetbench.compare import (
-    BLOCK_ALPHA,
-    DEFAULT_THRESHOLD,
-    GATE_TARGETS,
-    decide_blocks,
-    normalized_blocks,
-    summarize_gate_check,
-)
+import numpy as np
+
 from resnetbench.measure.latency import own_loop
+from resnetbench.records import BLOCKING
 from resnetbench.results import write_atomic
+from resnetbench.stats import BLOCK_ALPHA, DEFAULT_THRESHOLD, decide_blocks, normalized_blocks
 
 DEFAULT_FRACTIONS = (0.10, 0.20)
 EXIT_OK, EXIT_MISSED = 0, 1
 LATENCY_CASE_TARGET_S = 5.0
+# Targets a gate must meet on A/A pairs and injected slowdowns.
+GATE_TARGETS: dict[str, Any] = {
+    "false_positive_rate_max": 0.01,
+    "min_aa_pairs": 100,
+    "detection_rate_min": {"slow10": 0.80, "slow20": 0.95},
+    # "the estimated ratio within +-3 points": read as the mean absolute error of the
+    # estimates; the share of single estimates within it is reported beside it.
+    "ratio_error_max": 0.03,
+}
 
 
 # --------------------------------------------------------------------------- timing
@@ -203,7 +210,7 @@ def collect_run(
     """The plain pytest-benchmark loop, then the reference pairs, exactly as ``test_latency`` times them,
     re-timed while unstable as ``test_latency`` does (``LATENCY_DEFAULTS['retimes']`` times)."""
     from resnetbench.config import LATENCY_DEFAULTS
-    from resnetbench.measure.reference import time_pairs
+    from resnetbench.measure.latency_reference import time_pairs
     from resnetbench.measure.stability import assess
 
     for attempt in range(1 + LATENCY_DEFAULTS["retimes"]):
@@ -253,9 +260,12 @@ def decide(
         rec = {"decision": "unstable", "ratio": None, "ci": None, "p_value": None,
                "reason": "a run stayed unstable after re-timing"}
     else:
+        base_blocks, cur_blocks = normalized_blocks({"paired": base.paired}), normalized_blocks({"paired": cur.paired})
+        if base_blocks is None or cur_blocks is None:  # collect_run always records valid pairs
+            raise ValueError(f"{case}: a {kind} run has no valid reference pairs")
         rec = decide_blocks(
-            normalized_blocks({"paired": base.paired}),
-            normalized_blocks({"paired": cur.paired}),
+            base_blocks,
+            cur_blocks,
             threshold=threshold,
             alpha=alpha,
             rng_seed=seed,
@@ -271,6 +281,98 @@ def decide(
         "threshold": threshold,
         "fraction": cur.fraction,
         "median_ms": [base.median_ms, cur.median_ms],
+    }
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _injected(kind: str) -> float:
+    """Injected ratio of a gate-check kind: aa -> 1.0, slow10 -> 1.10, slow20 -> 1.20."""
+    if kind == "aa":
+        return 1.0
+    match = re.fullmatch(r"slow(\d+)", kind)
+    if not match:
+        raise ValueError(f"unknown gate-check kind {kind!r}: expected 'aa' or 'slowNN'")
+    return 1 + int(match.group(1)) / 100
+
+
+def summarize_gate_check(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Error rates of the gate on A/A pairs and injected slowdowns, and whether they meet targets.
+
+    Each pair has ``kind`` ("aa", "slow10", "slow20"; any "slowNN" works), ``decision``
+    and ``ratio``. Returns per kind: ``n``, ``regressed``, ``rate`` (of regressed),
+    ``decisions`` (counts), ``injected``, ``mean_abs_ratio_error``, ``max_abs_ratio_error``
+    and ``within_ratio_error`` (fraction within ``GATE_TARGETS['ratio_error_max']``);
+    plus top-level ``false_positive_rate``, ``detection_rate`` (per slow kind),
+    ``meets_targets`` and ``failures`` (what missed a target).
+
+    Example::
+
+        >>> s = summarize_gate_check([{"kind": "aa", "decision": "unchanged", "ratio": 1.0}])
+        >>> s["false_positive_rate"]
+        0.0
+    """
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for pair in pairs:
+        by_kind.setdefault(pair["kind"], []).append(pair)
+    kinds: dict[str, dict[str, Any]] = {}
+    limit = GATE_TARGETS["ratio_error_max"]
+    for kind, items in sorted(by_kind.items()):
+        injected = _injected(kind)
+        errors = [abs(p["ratio"] - injected) for p in items if p.get("ratio") is not None]
+        regressed = sum(p["decision"] == "regressed" for p in items)
+        red = sum(p["decision"] in BLOCKING for p in items)
+        kinds[kind] = {
+            "n": len(items),
+            "injected": injected,
+            "regressed": regressed,
+            "rate": regressed / len(items),
+            # the fail-closed gate also fails on inconclusive and unstable: what A/A must keep rare
+            "blocking": red,
+            "blocking_rate": red / len(items),
+            "decisions": dict(Counter(p["decision"] for p in items)),
+            "n_ratio": len(errors),
+            "mean_abs_ratio_error": float(np.mean(errors)) if errors else None,
+            "max_abs_ratio_error": float(np.max(errors)) if errors else None,
+            "within_ratio_error": (sum(e <= limit for e in errors) / len(errors))
+            if errors
+            else None,
+        }
+    failures: list[str] = []
+    aa = kinds.get("aa")
+    fp_rate = aa["blocking_rate"] if aa else None
+    if aa is None:
+        failures.append("no A/A pairs")
+    else:
+        if aa["n"] < GATE_TARGETS["min_aa_pairs"]:
+            failures.append(f"only {aa['n']} A/A pairs (need {GATE_TARGETS['min_aa_pairs']})")
+        if aa["blocking_rate"] >= GATE_TARGETS["false_positive_rate_max"]:
+            # Strictly below: 100 comparisons only show a rate under 1% with 0 false alarms.
+            failures.append(
+                f"A/A false alarms (regressed, inconclusive or unstable) {aa['blocking']}/{aa['n']}"
+                f" = {aa['blocking_rate']:.1%} (must stay below {GATE_TARGETS['false_positive_rate_max']:.0%})"
+            )
+    detection = {k: v["rate"] for k, v in kinds.items() if k != "aa"}
+    for kind, minimum in GATE_TARGETS["detection_rate_min"].items():
+        if kind not in kinds:
+            failures.append(f"no {kind} pairs")
+            continue
+        info = kinds[kind]
+        if info["rate"] < minimum:
+            failures.append(
+                f"{kind} detected {info['regressed']}/{info['n']} = {info['rate']:.0%}"
+                f" < {minimum:.0%}"
+            )
+        if info["mean_abs_ratio_error"] is None or info["mean_abs_ratio_error"] > limit:
+            failures.append(f"{kind} ratio error {info['mean_abs_ratio_error']} > {limit}")
+    return {
+        "kinds": kinds,
+        "false_positive_rate": fp_rate,
+        "detection_rate": detection,
+        "mean_abs_ratio_error": {k: v["mean_abs_ratio_error"] for k, v in kinds.items()},
+        "meets_targets": not failures,
+        "failures": failures,
     }
 
 
@@ -394,7 +496,7 @@ def latency_case_wall(
     from resnetbench.cache import ArtifactCache
     from resnetbench.config import LATENCY_DEFAULTS
     from resnetbench.measure.latency import count_flops, roofline, summarize
-    from resnetbench.measure.reference import reference_for
+    from resnetbench.measure.latency_reference import reference_for
 
     lat = {**LATENCY_DEFAULTS, **(latency or {})}
     start = time.perf_counter()
@@ -451,14 +553,14 @@ def run_gate_check(
     Stops adding rounds once ``max_minutes`` have passed (a machine too busy to finish;
     the shortfall then shows as too few A/A comparisons). Returns ``settings``, ``cases``
     (per-kind results), ``pairs`` (one record per comparison at ``threshold``), ``runs``
-    (raw samples and pairs), ``summary`` (``compare.summarize_gate_check``), ``other_thresholds``
+    (raw samples and pairs), ``summary`` (``summarize_gate_check``), ``other_thresholds``
     (the same for each of ``also_thresholds``), ``machine`` (load averages) and ``wall_s``.
     """
     import torch
 
     from resnetbench.cache import ArtifactCache
     from resnetbench.environment import default_threads, set_threads
-    from resnetbench.measure.reference import reference_for
+    from resnetbench.measure.latency_reference import reference_for
 
     threads = threads or default_threads()
     set_threads(threads)
@@ -525,7 +627,7 @@ def run_gate_check(
             "alpha": alpha,
             "threads": threads,
             "seed": seed,
-            "timing": "pytest_benchmark BenchmarkFixture.pedantic(iterations=1), then measure.reference.time_pairs",
+            "timing": "pytest_benchmark BenchmarkFixture.pedantic(iterations=1), then measure.latency_reference.time_pairs",
             "reference": {cid: c["reference"].description for cid, c in cases.items()},
         },
         "cases": {cid: {"per_kind": per_case[cid]} for cid in cases},

@@ -7,7 +7,7 @@ times through ``pytest --matrix`` and the gate (``compare.compare_results``):
 1. ``baseline``: the matrix as is;
 2. ``aa``: the same matrix again, unchanged (A/A): the whole gate must pass;
 3. ``damaged``: the matrix with one damage per case, injected by this module's pytest
-   plugin (``-p resnetbench.mutations``, driven by ``RESNETBENCH_DAMAGE``), in its own
+   plugin (``-p resnetbench.tools.mutations``, driven by ``RESNETBENCH_DAMAGE``), in its own
    artifact cache so that nothing built for the baseline hides a damage.
 
 Each damage is what a pull request could really do, applied to that case only (never to
@@ -123,7 +123,8 @@ class FirstImageRunner:
     """Runs the real path, then returns the logits of the first image it ever saw."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner, self.first = inner, None
+        self.inner = inner
+        self.first: Any = None  # the first image's logits, once seen
         self.prepare, self.run = inner.prepare, inner.run
 
     def to_logits(self, out: Any) -> Any:
@@ -162,8 +163,8 @@ def pytest_configure(config: Any) -> None:
     from resnetbench import build
     from resnetbench.backends import get_backend
     from resnetbench.backends.base import Exported
-    from resnetbench.gatecheck import SlowedRunner, wait_for
-    from resnetbench.measure.reference import REFERENCE_ORIGIN
+    from resnetbench.measure.latency_reference import REFERENCE_ORIGIN
+    from resnetbench.tools.gatecheck import SlowedRunner, wait_for
 
     case_of = {d.kind: d.case for d in DAMAGES if d.kind in kinds}
 
@@ -175,7 +176,7 @@ def pytest_configure(config: Any) -> None:
         context_for = build.context_for
 
         def one_image(cfg: Any, case: Any, threads: int) -> Any:
-            ctx = context_for(cfg, case, threads)
+            ctx: Any = context_for(cfg, case, threads)
             if case.id == case_of["int8 calibrated on one image"] and str(cfg.path) != REFERENCE_ORIGIN:
                 ctx.calibration = ctx.calibration[:1]
                 ctx.calibration_source += " (damaged: 1 image)"
@@ -208,14 +209,14 @@ def pytest_configure(config: Any) -> None:
         elif case.id == case_of.get("latency +20%"):
             built.runner = SlowedRunner(built.runner, 0.20, wait_for(case.backend))
         elif case.id == case_of.get("weights noised"):
-            _noise_weights(built.runner.model)
+            _noise_weights(built.runner.model)  # type: ignore[attr-defined]  # an eager case: an nn.Module runner
         elif case.id == case_of.get("output ignores the input"):
             built.runner = FirstImageRunner(built.runner)
         elif case.id == case_of.get("case crashes"):
             built.runner = _Crashing(built.runner)
         return built
 
-    build.build_case = damaged_build
+    build.build_case = damaged_build  # type: ignore[assignment]
 
 
 # --------------------------------------------------------------------------- the catalogue
@@ -227,7 +228,7 @@ def _run(name: str, matrix: dict[str, Any], workdir: Path, cache: Path, damages:
     path.write_text(yaml.safe_dump(matrix, sort_keys=False))
     env = {**os.environ, ENV: json.dumps(damages)}
     cmd = [sys.executable, "-m", "pytest", "--matrix", str(path), "--results", str(results), "--cache-dir", str(cache),
-           "-p", "resnetbench.mutations", "-p", "no:cacheprovider", "-q", "-o", "addopts=", "--rootdir", str(workdir)]
+           "-p", "resnetbench.tools.mutations", "-p", "no:cacheprovider", "-q", "-o", "addopts=", "--rootdir", str(workdir)]
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, check=False)
     if not results.exists():
         raise RuntimeError(f"the {name} run wrote no results (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
@@ -236,7 +237,8 @@ def _run(name: str, matrix: dict[str, Any], workdir: Path, cache: Path, damages:
 
 def run_catalogue(workdir: Path, cache: Path, progress: Any = lambda msg: None) -> dict[str, Any]:
     """Run baseline, A/A and damaged, then gate each damage; returns the rows and the A/A verdict."""
-    from resnetbench.compare import BLOCKING, blocking, compare_results
+    from resnetbench.compare import blocking, compare_results
+    from resnetbench.records import BLOCKING
 
     started = time.perf_counter()
     progress("baseline run")

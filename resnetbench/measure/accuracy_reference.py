@@ -1,4 +1,5 @@
-"""Reference outputs, computed once per run and shared by every case that needs them.
+"""Accuracy references: the outputs a case is judged against, computed once per run and
+shared by every case that needs them (the latency reference is ``latency_reference.py``).
 
 fp32 uncompressed cases compare against a float64 golden run of the same model; every
 other case (reduced precision, int8, pruned, distilled) against the fp32 eager outputs
@@ -15,6 +16,7 @@ import torch
 from resnetbench import data
 from resnetbench.build import base_model
 from resnetbench.cache import ArtifactCache
+from resnetbench.compress import DEFAULT_COMPRESSION, get_method
 from resnetbench.config import Config
 from resnetbench.matrix import Case
 
@@ -40,16 +42,16 @@ def reference_for(config: Config, case: Case, cache: ArtifactCache, memo: dict[A
     if key_inputs not in memo:
         memo[key_inputs] = data.input_set(config.dataset, config.input_size, config.seed)
     inputs: data.InputSet = memo[key_inputs]
-    arch = case.arch
-    if case.compression == "distill":
-        arch = case.settings.get("teacher", "resnet50")
+    method = get_method(case.compression)
+    by_teacher = method.accuracy_reference == "teacher"
+    arch = method.settings_for(case.settings)["teacher"] if by_teacher else case.arch
     key32 = ("fp32", arch)
     if key32 not in memo:
         memo[key32] = forward(base_model(config, arch, cache), inputs.images).float()
     fp32 = memo[key32]
-    if case.compression == "distill":
+    if by_teacher:
         return Reference(inputs, fp32, fp32, "teacher-fp32")
-    if case.dtype == "fp32" and case.compression == "none":
+    if case.dtype == "fp32" and case.compression == DEFAULT_COMPRESSION:
         key64 = ("fp64", arch)
         if key64 not in memo:
             model = base_model(config, arch, cache).double()

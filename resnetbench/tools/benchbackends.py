@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnetbench.gatecheck import pedantic_samples
 from resnetbench.results import write_atomic
+from resnetbench.tools.gatecheck import pedantic_samples
 
 CPU_BACKENDS = ("eager", "torchscript", "compile", "onnxruntime", "openvino")
 REQUIRES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}
@@ -62,7 +62,14 @@ Loop = Callable[[int, int], list[float]]
 
 
 def timed(call: Callable[[], Any], warmup: int, rounds: int) -> list[float]:
-    """The minimal loop: ``warmup`` calls, then milliseconds of each of ``rounds`` calls."""
+    """The minimal loop: ``warmup`` calls, then milliseconds of each of ``rounds`` calls.
+
+    Deliberately not ``measure.latency.own_loop``, although it is the same few lines: the
+    hand side is the yardstick the suite's latency path is checked against, so it must
+    not share code with that path (``own_loop`` is what ``test_latency`` times re-timings
+    and ``--benchmark-disable`` runs with, and ``gatecheck.pedantic_samples``' fallback):
+    overhead that crept into the suite's loop would land on both sides and cancel.
+    """
     for _ in range(warmup):
         call()
     samples = []
@@ -519,7 +526,7 @@ def cache_check(
     with tempfile.TemporaryDirectory(prefix="resnetbench-cachecheck-") as root:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(Path(root) / "inductor")}
         code = (
-            "import json, sys; from resnetbench.benchbackends import cache_pass; "
+            "import json, sys; from resnetbench.tools.benchbackends import cache_pass; "
             "print('RESULT ' + json.dumps(cache_pass(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
             "int(sys.argv[4]) or None)))"
         )

@@ -30,7 +30,7 @@ and they change the run's fingerprint, which ``compare`` flags.
 
 Timing protocol (``time_pairs``): after a warm-up, ``pairs`` times ``[reference call,
 case call]``, each call timed on its own. The gate works on ``log(case / reference)``
-per pair, summarised per block of consecutive pairs (``compare.normalized_blocks``).
+per pair, summarised per block of consecutive pairs (``stats.normalized_blocks``).
 Calls timed right after a reference call run with caches the reference disturbed, so
 these case times are slower than a plain loop's (by 10-30% for tiny 64x64 models); the
 latency the suite reports comes from the plain pytest-benchmark loop instead.
@@ -42,6 +42,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from resnetbench.compress import DEFAULT_COMPRESSION, get_method
 
 REFERENCE_ARCH = "resnet18"
 REFERENCE_ORIGIN = "<latency reference>"  # the Config.path of reference builds
@@ -58,7 +60,7 @@ class ReferenceWorkload:
     native: Any
 
     dtype: str = "fp32"
-    compression: str = "none"
+    compression: str = DEFAULT_COMPRESSION
 
     @property
     def key(self) -> str:
@@ -67,7 +69,7 @@ class ReferenceWorkload:
 
     @property
     def description(self) -> str:
-        comp = "" if self.compression == "none" else f" {self.compression}"
+        comp = "" if self.compression == DEFAULT_COMPRESSION else f" {self.compression}"
         return (f"{REFERENCE_ARCH} {self.dtype}{comp}, seeded random weights, "
                 f"{self.batch}x3x{self.input_size}x{self.input_size}, backend {self.backend} with its default settings")
 
@@ -81,13 +83,13 @@ def family(dtype: str, compression: str) -> tuple[str, str]:
     Quantized cases get an int8 reference quantized by the same method; pruned or
     distilled models keep their dtype's dense arithmetic, so their reference is uncompressed.
     """
-    if compression in ("static", "dynamic"):
+    if get_method(compression).quantization is not None:
         return "int8", compression
-    return dtype, "none"
+    return dtype, DEFAULT_COMPRESSION
 
 
 def reference_for(backend: str, batch: int, input_size: int, threads: int, cache: Any, dtype: str = "fp32",
-                  compression: str = "none") -> ReferenceWorkload:
+                  compression: str = DEFAULT_COMPRESSION) -> ReferenceWorkload:
     """Build (or fetch from the cache) and load the reference for cases of this backend, family, batch and size."""
     import torch
 

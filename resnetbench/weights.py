@@ -1,0 +1,115 @@
+"""Weights for a case's model: random from a seed, torchvision's, a checkpoint, or trained on digits.
+
+Never downloads and never unpickles code: runs are offline and reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from resnetbench.cache import default_cache_dir
+from resnetbench.models import WeightsError, build_model
+from resnetbench.train import DEFAULT_SIZE, train_digits
+
+
+def weights_id(weights: dict[str, Any]) -> str:
+    """A stable identity of a weights spec, for cache keys and results."""
+    source = weights["source"]
+    if source == "random":
+        return f"random-seed{weights.get('seed', 0)}"
+    if source == "torchvision":
+        return "torchvision-default"
+    if source == "path":
+        path = Path(weights["path"])
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.exists() else "missing"
+        return f"file-{path.name}-{digest}"
+    if source == "train":
+        spec = {k: weights[k] for k in sorted(weights) if k != "source"}
+        return "trained-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    raise WeightsError(f"unknown weights source {source!r}")
+
+
+def create_model(
+    arch: str, weights: dict[str, Any], num_classes: int = 1000, cache_dir: Path | None = None
+) -> nn.Module:
+    """The one factory: an eval-mode fp32 model with the requested weights."""
+    source = weights["source"]
+    if source == "random":
+        return build_model(arch, num_classes, weights.get("seed", 0))
+    if source == "torchvision":
+        return _torchvision_pretrained(arch, num_classes)
+    if source == "path":
+        model = build_model(arch, num_classes, 0)
+        model.load_state_dict(load_checkpoint(Path(weights["path"])))
+        return model
+    if source == "train":
+        return trained_model(arch, weights, cache_dir)
+    raise WeightsError(f"unknown weights source {source!r}")
+
+
+def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A state_dict from ``.safetensors`` or a torch file, never unpickling code."""
+    if not path.exists():
+        raise WeightsError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return state
+
+
+def _torchvision_pretrained(arch: str, num_classes: int) -> nn.Module:
+    if num_classes != 1000:
+        raise WeightsError("torchvision weights are ImageNet weights: num_classes must be 1000")
+    try:
+        enum = torchvision.models.get_model_weights(arch)
+    except (ValueError, KeyError):
+        raise WeightsError(f"torchvision has no pretrained weights for {arch!r}") from None
+    w = enum.DEFAULT
+    filename = w.url.rsplit("/", 1)[-1]
+    target = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if not target.exists():
+        # Never download: runs are offline and reproducible. Say where the file goes.
+        raise WeightsError(
+            f"{arch}: torchvision weights {w} are not on this machine and resnetbench does not "
+            f"download. Fetch {w.url} on a machine with network and put it at {target} "
+            f"(or set TORCH_HOME), or use weights: {{source: path, path: FILE}}."
+        )
+    model = build_model(arch, num_classes)
+    model.load_state_dict(torch.load(target, map_location="cpu", weights_only=True))
+    return model
+
+
+def num_classes_for(weights: dict[str, Any]) -> int:
+    """Classes of the head: 10 for models trained on digits, else ImageNet's 1000."""
+    if weights["source"] == "train":
+        return 10
+    return int(weights.get("num_classes", 1000))
+
+
+def trained_model(arch: str, weights: dict[str, Any], cache_dir: Path | None = None) -> nn.Module:
+    """The cached digits-trained model for a ``{source: train}`` weights spec."""
+    cache_dir = Path(cache_dir or default_cache_dir())
+    path = cache_dir / "weights" / f"{arch}-{weights_id(weights)}.pt"
+    model = build_model(arch, num_classes=10, seed=weights.get("seed", 0))
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval()
+    model, info = train_digits(arch, epochs=weights.get("epochs", 8), seed=weights.get("seed", 0),
+                               size=weights.get("size", DEFAULT_SIZE))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(info))
+    return model
