@@ -1,0 +1,1 @@
+"""Example resnetbench extension (see pyproject.toml for how it registers)."""
