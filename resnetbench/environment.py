@@ -50,7 +50,8 @@ def _backend_libraries() -> list[str]:
 
 def cpu_info() -> dict[str, Any]:
     """CPU model, flags of interest and core counts from /proc/cpuinfo."""
-    model, flags, cores = platform.processor() or "unknown", set(), set()
+    model = platform.processor() or "unknown"
+    flags: set[str] = set()
     physical: set[tuple[str, str]] = set()
     phys_id = "0"
     try:

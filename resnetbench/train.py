@@ -32,6 +32,7 @@ def train_digits(
     """Train ``arch`` (10 classes) on the digits train split; report test accuracy and time."""
     train = data.digits(size, "train", seed)
     test = data.digits(size, "test", seed)
+    assert train.labels is not None  # digits() always carries labels
     model = build_model(arch, num_classes=10, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):

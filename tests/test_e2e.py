@@ -113,7 +113,7 @@ claims: false
     assert len(cases) == 8, "every combination is listed, none dropped"
     assert "int8 needs a quantization method" in cases["resnet18-int8-none-openvino-b1"]["reason"]
     assert "pairs with dtype int8" in cases["resnet18-fp32-dynamic-openvino-b1"]["reason"]
-    assert "no dynamic int8" in cases["resnet18-int8-dynamic-openvino-b1"]["reason"]
+    assert "openvino has no int8-dynamic quantization path" in cases["resnet18-int8-dynamic-openvino-b1"]["reason"]
     assert "needs a CUDA GPU" in cases["resnet18-fp32-none-cuda-b1"]["reason"]
     assert cases["resnet18-fp32-none-openvino-b1"]["outcome"] == "passed"
     assert all(c["outcome"] == "skipped" for i, c in cases.items() if i != "resnet18-fp32-none-openvino-b1")

@@ -14,6 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -156,13 +157,14 @@ class _Collector(warnings.catch_warnings):
         super().__init__(record=True)
         self.notes = notes
 
-    def __enter__(self):  # type: ignore[override]
+    def __enter__(self) -> list[warnings.WarningMessage] | None:
         self.log = super().__enter__()
         warnings.simplefilter("always")
         return self.log
 
-    def __exit__(self, *exc: object) -> None:
-        super().__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        super().__exit__(exc_type, exc, tb)
         for w in self.log or []:
             if issubclass(w.category, (DeprecationWarning, FutureWarning, UserWarning)):
                 text = f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,9 @@ def uses_channels_last(case: Case) -> bool:
 
 
 class EagerRunner:
-    """Calls the module under ``inference_mode``."""
+    """Calls the module (or any callable model, e.g. an AOTInductor package) under ``inference_mode``."""
 
-    def __init__(self, model: nn.Module, case: Case, channels_last: bool) -> None:
+    def __init__(self, model: Callable[[torch.Tensor], torch.Tensor], case: Case, channels_last: bool) -> None:
         self.model = model
         self.case = case
         self.channels_last = channels_last

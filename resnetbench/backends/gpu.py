@@ -91,7 +91,7 @@ class OrtCudaBackend(OnnxRuntimeBackend):
     name = "onnxruntime-cuda"
     device = "cuda"
     dtypes = frozenset({"fp32", "fp16", "int8"})
-    providers = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
     def unsupported(self, case: Case) -> str | None:
         reason = super().unsupported(case)

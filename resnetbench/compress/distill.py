@@ -55,6 +55,7 @@ def prepare(student: nn.Module, case: Case, ctx: MethodContext) -> tuple[nn.Modu
         train = data.digits(config.input_size, "train", config.seed)
         test = data.digits(config.input_size, "test", config.seed)
         x_train, x_test = train.images, test.images
+        assert train.labels is not None  # digits() always carries labels
         with torch.inference_mode():
             t_train = teacher(x_train)
         y_train, labels_from = train.labels, "digits labels"

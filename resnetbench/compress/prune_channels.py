@@ -54,6 +54,7 @@ def finetune_digits(model: nn.Module, config: Any, epochs: int, lr: float = 1e-3
     from resnetbench import data
 
     train = data.digits(config.input_size, "train", config.seed)
+    assert train.labels is not None  # digits() always carries labels
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()

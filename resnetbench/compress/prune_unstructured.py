@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 DEFAULTS: dict[str, Any] = {"amount": 0.5, "scope": "global"}
 
 
-def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
+def prunable(model: nn.Module) -> list[tuple[nn.Conv2d | nn.Linear, str]]:
     from torch import nn
 
     return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]

@@ -39,9 +39,11 @@ def assess(samples_ms: Sequence[float], reference_ms: Sequence[float] | None = N
     s = np.asarray(samples_ms, dtype=float)
     median = float(np.median(s))
     q1, q3 = np.percentile(s, [25, 75])
+    min_over_median = float(s.min()) / median
+    iqr_over_median = float(q3 - q1) / median
     figures: dict[str, float | None] = {
-        "min_over_median": float(s.min()) / median,
-        "iqr_over_median": float(q3 - q1) / median,
+        "min_over_median": min_over_median,
+        "iqr_over_median": iqr_over_median,
         "reference_drift": None,
         "reference_vs_run": None,
     }
@@ -52,10 +54,10 @@ def assess(samples_ms: Sequence[float], reference_ms: Sequence[float] | None = N
         if run_reference_best_ms:
             figures["reference_vs_run"] = float(np.median(r)) / run_reference_best_ms
     reasons = []
-    if figures["min_over_median"] < LIMITS["min_over_median"]:
-        reasons.append(f"median {median:.3g} ms is {1 / figures['min_over_median']:.2f}x the fastest call")
-    if figures["iqr_over_median"] > LIMITS["iqr_over_median"]:
-        reasons.append(f"interquartile range is {figures['iqr_over_median']:.0%} of the median")
+    if min_over_median < LIMITS["min_over_median"]:
+        reasons.append(f"median {median:.3g} ms is {1 / min_over_median:.2f}x the fastest call")
+    if iqr_over_median > LIMITS["iqr_over_median"]:
+        reasons.append(f"interquartile range is {iqr_over_median:.0%} of the median")
     drift = figures["reference_drift"]
     if drift is not None and drift > LIMITS["reference_drift"]:
         reasons.append(f"the reference's speed moved {drift:.2f}x during the case")
