@@ -98,6 +98,12 @@ class RunState:
 STATE = pytest.StashKey[RunState]()
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from resnetbench import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("resnetbench", "ResNet benchmark matrix")
     group.addoption("--matrix", metavar="PATH", help="run the resnetbench suite on this matrix file")

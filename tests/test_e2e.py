@@ -169,3 +169,22 @@ def test_shard_splits_cases(run_matrix):
         ids.append({line.split("[", 1)[1] for line in result.outlines if "test_size[" in line})
     assert ids[0] and ids[1] and not ids[0] & ids[1]
     assert len(ids[0] | ids[1]) == 3
+
+
+def test_a_plugin_adds_a_metric_to_each_case_record(run_matrix, pytester):
+    pytester.makepyfile(metric_plugin="""
+def pytest_resnetbench_case_record(case, record, built):
+    record.extra["largest_file_bytes"] = max(built.files.values())
+    record.extra["case_seen"] = case.id
+""")
+    matrix = "matrix:\n  arch: [resnet18]\n  backend: [eager, openvino]\n  dtype: [fp32, int8]\ninput_size: 32\nclaims: false\n"
+    result, data = run_matrix(matrix, "-m", "size", "-p", "metric_plugin")
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    cases = by_id(data)
+    built = [c for c in cases.values() if c["outcome"] == "passed"]
+    assert {c["id"] for c in built} == {"resnet18-fp32-none-eager-b1", "resnet18-fp32-none-openvino-b1"}
+    for case in built:
+        assert case["case_seen"] == case["id"]
+        assert case["largest_file_bytes"] == max(case["size"]["artifact_files"].values())
+    skipped = cases["resnet18-int8-none-eager-b1"]
+    assert skipped["outcome"] == "skipped" and "case_seen" not in skipped
