@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
+from resnetbench.measure import latency_reference
 from resnetbench.measure.latency_reference import ReferenceWorkload, time_pairs
 from resnetbench.stats import decide_blocks, normalized_blocks
 
@@ -22,15 +25,25 @@ class Recorder:
         self.log.append(self.name)
 
 
-def test_each_case_call_follows_one_reference_call_and_warmup_is_not_recorded():
+def test_each_case_call_follows_one_reference_call_and_warmup_is_not_recorded(monkeypatch):
+    monkeypatch.setattr(latency_reference, "PAIR_WARMUP_S", 0.0)
     log: list[str] = []
     reference = ReferenceWorkload("eager", 1, 64, Recorder("ref", log), None)
     case = Recorder("case", log)
-    out = time_pairs(reference, case.run, None, pairs=5, warmup=2)
-    assert log == ["ref", "case"] * 7
+    out = time_pairs(reference, case.run, None, pairs=5)
+    assert log == ["ref", "case"] * (latency_reference.PAIR_WARMUP + 5)
     assert len(out["reference_ms"]) == len(out["case_ms"]) == 5
     assert all(t >= 0 for t in out["reference_ms"] + out["case_ms"])
     assert "resnet18 fp32" in out["reference"] and "eager" in out["reference"]
+
+
+def test_warmup_pairs_last_at_least_the_settling_time():
+    log: list[str] = []
+    reference = ReferenceWorkload("eager", 1, 64, Recorder("ref", log), None)
+    start = time.perf_counter()
+    time_pairs(reference, Recorder("case", log).run, None, pairs=3)
+    assert time.perf_counter() - start >= latency_reference.PAIR_WARMUP_S
+    assert log[:2] == ["ref", "case"] and len(log) > 2 * (latency_reference.PAIR_WARMUP + 3)
 
 
 def test_blocks_are_medians_of_pair_ratios():

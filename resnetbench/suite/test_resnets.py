@@ -145,7 +145,7 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             from resnetbench.measure.latency_reference import time_pairs
 
             lat = cfg.latency
-            paired = {**time_pairs(reference, built.runner.run, native, 2 * lat["pairs"], lat["warmup"]),
+            paired = {**time_pairs(reference, built.runner.run, native, 2 * lat["pairs"]),
                       "blocks": 2 * lat["blocks"], "reference_key": reference.key}
             rerun = _gate(case, paired, run_state)  # the same baseline: not None when the first was not
             assert rerun is not None
@@ -220,7 +220,7 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any,
         else:
             samples = own_loop(built.runner.run, native, lat["warmup"], lat["rounds"])
         wall = time.perf_counter() - start
-        paired = {**time_pairs(reference, built.runner.run, native, lat["pairs"], lat["warmup"]),
+        paired = {**time_pairs(reference, built.runner.run, native, lat["pairs"]),
                   "blocks": lat["blocks"], "reference_key": reference.key}
         check = assess(samples, paired["reference_ms"], best.get(reference.key))
         attempts.append({"verdict": check["verdict"], "reasons": check["reasons"], "figures": check["figures"],

@@ -215,7 +215,7 @@ def collect_run(
 
     for attempt in range(1 + LATENCY_DEFAULTS["retimes"]):
         samples = pedantic_samples(runner.run, native, warmup, rounds)
-        paired = {**time_pairs(reference, runner.run, native, pairs, warmup), "blocks": blocks}
+        paired = {**time_pairs(reference, runner.run, native, pairs), "blocks": blocks}
         verdict = assess(samples, paired["reference_ms"])["verdict"]
         if verdict == "stable":
             return GateRun(case, kind, fraction, samples, paired, "retimed" if attempt else "stable")
