@@ -100,7 +100,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import mannwhitneyu
 
 # 10% for every comparison, within one job or against a stored baseline: at 5% the
 # case/reference ratio's own run-to-run movement (1.3-2% here) left A/A false alarms at
@@ -260,7 +259,7 @@ def decide_latency(
     if np.ptp(np.concatenate([base_n, cur_n])) == 0:
         p = 1.0  # all samples equal: scipy would warn and return nan
     else:
-        p = float(mannwhitneyu(cur_n, base_n, alternative="two-sided").pvalue)
+        p = _rank_test_p(cur_n, base_n)
     record.update(ratio=ratio, ci=[lo, hi], p_value=p)
 
     stats = f"(95% CI {fmt_ci([lo, hi])}), {fmt_p(p)}"
@@ -308,6 +307,18 @@ def _apply_rule(
 
 
 MIN_BLOCKS = 4
+
+
+def _rank_test_p(cur: np.ndarray, base: np.ndarray) -> float:
+    """Two-sided Mann-Whitney U p-value of current against baseline.
+
+    scipy.stats is imported here, not at the top: it takes ~0.5 s, and every command's
+    parser reaches this module through the measuring tools (validate, schema and merge
+    do no statistics).
+    """
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(cur, base, alternative="two-sided").pvalue)
 
 
 def normalized_blocks(latency: dict[str, Any] | None) -> np.ndarray | None:
@@ -368,8 +379,7 @@ def decide_blocks(
     rng = np.random.default_rng(rng_seed)
     boot = _bootstrap_medians(cur, rng, n_boot) / _bootstrap_medians(base, rng, n_boot)
     lo, hi = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
-    p = 1.0 if np.ptp(np.concatenate([base, cur])) == 0 else float(
-        mannwhitneyu(cur, base, alternative="two-sided").pvalue)
+    p = 1.0 if np.ptp(np.concatenate([base, cur])) == 0 else _rank_test_p(cur, base)
     record.update(ratio=ratio, ci=[lo, hi], p_value=p)
     _apply_rule(record, ratio, lo, hi, p, threshold, alpha)
     return record
