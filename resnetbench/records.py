@@ -6,7 +6,7 @@ Typed case records (dataclasses with ``to_dict``/``from_dict``) live here too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
@@ -52,6 +52,17 @@ def lookup(obj: Any, *keys: str) -> Any:
             return None
         obj = obj.get(key)
     return obj
+
+
+def timing_unstable(case: Mapping[str, Any] | None) -> bool:
+    """The run marked this case's timing unstable (measure/stability.py): its figures are not results."""
+    return lookup(case, "latency", "stability", "verdict") == "unstable"
+
+
+def unstable_cases(cases: Iterable[Mapping[str, Any]]) -> list[tuple[Any, str]]:
+    """(id, reasons) of every case whose timing stayed unstable after re-timing."""
+    return [(c.get("id"), "; ".join(lookup(c, "latency", "stability", "reasons") or []))
+            for c in cases if timing_unstable(c)]
 
 
 # --------------------------------------------------------------------------- typed records

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from resnetbench.records import BLOCKING, DECISION_LABELS, DECISIONS, OUTCOMES, lookup
+from resnetbench.records import BLOCKING, DECISION_LABELS, DECISIONS, OUTCOMES, lookup, timing_unstable
 
 DTYPE_ORDER = ("fp32", "tf32", "bf16", "fp16", "int8", "int4")
 
@@ -107,19 +107,9 @@ def _formula_mb(case: Mapping[str, Any]) -> float | None:
     return mb
 
 
-def _unstable(case: Mapping[str, Any] | None) -> bool:
-    """The run marked this case's timing unstable (measure/stability.py): its figures are not results."""
-    return lookup(case, "latency", "stability", "verdict") == "unstable"
-
-
 def _median_ms(case: Mapping[str, Any] | None) -> float | None:
     """Median latency of a case for anything derived from it (speed-ups, fronts, bests); None when unstable."""
-    return None if _unstable(case) else _num(lookup(case, "latency", "median_ms"))
-
-
-def _unstable_cases(cases: Sequence[Mapping[str, Any]]) -> list[tuple[Any, str]]:
-    """(id, reasons) of every case whose timing stayed unstable."""
-    return [(c.get("id"), "; ".join(lookup(c, "latency", "stability", "reasons") or [])) for c in cases if _unstable(c)]
+    return None if timing_unstable(case) else _num(lookup(case, "latency", "median_ms"))
 
 
 def _undecidable_cases(cases: Sequence[Mapping[str, Any]]) -> list[tuple[Any, str]]:
@@ -321,7 +311,7 @@ def _case_cells(case: Mapping[str, Any]) -> list[Cell]:
         num(top1, top1_text),
         num(_num(lookup(task, "drop_points")), _fmt(lookup(task, "drop_points"), ".2f")),
         Cell(_latency_text(case), _median_ms(case), title="; ".join(lookup(latency, "stability", "reasons") or []),
-             css="n unstable" if _unstable(case) else "n"),
+             css="n unstable" if timing_unstable(case) else "n"),
         num(_num(lookup(latency, "p90_ms")), _fmt_ms(lookup(latency, "p90_ms"))),
         num(
             _num(lookup(latency, "throughput_ips")),

@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from resnetbench.records import AXES, DECISION_LABELS, DECISIONS
+from resnetbench.records import AXES, DECISION_LABELS, DECISIONS, unstable_cases
 from resnetbench.report.cells import (
     CASE_COLUMNS,
     _axis_key,
@@ -32,7 +32,6 @@ from resnetbench.report.cells import (
     _machine,
     _tradeoffs,
     _undecidable_cases,
-    _unstable_cases,
     counts,
 )
 from resnetbench.report.figures import _box_figures, _plotly_payload, _size_latency_figure, _tradeoff_figure
@@ -137,7 +136,7 @@ def render_html(
         "boxes": boxes,
         "problems": problems,
         "undecidable": _undecidable_cases(cases),
-        "unstable": _unstable_cases(cases),
+        "unstable": unstable_cases(cases),
         "claims": claims,
         "comparison": _delta_rows(comparison, results, baseline)
         if comparison is not None

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from resnetbench.records import DECISIONS
+from resnetbench.records import DECISIONS, unstable_cases
 from resnetbench.report.cells import (
     _accuracy_text,
     _artifact_mb,
@@ -20,7 +20,6 @@ from resnetbench.report.cells import (
     _machine,
     _median_ms,
     _undecidable_cases,
-    _unstable_cases,
     counts,
 )
 
@@ -75,7 +74,7 @@ def render_markdown(results: dict[str, Any], comparison: list[dict[str, Any]] | 
         meta.append(f"matrix {results['matrix_file']}")
     lines += [_md(" · ".join(meta), 300), ""]
     for what, flagged in (
-        ("timing(s) stayed unstable after re-timing: their latency is not a result", _unstable_cases(cases)),
+        ("timing(s) stayed unstable after re-timing: their latency is not a result", unstable_cases(cases)),
         ("accuracy verdict(s) undecidable (counted as failed)", _undecidable_cases(cases)),
     ):
         if flagged:

@@ -226,16 +226,6 @@ def pytest_configure(config: Any) -> None:
 # --------------------------------------------------------------------------- the catalogue
 
 
-def _unstable_cases(results: dict[str, Any]) -> dict[str, str]:
-    """{case id: reasons} of every case whose timing stayed unstable in a results file."""
-    out = {}
-    for case in results.get("cases", []):
-        stability = (case.get("latency") or {}).get("stability") or {}
-        if stability.get("verdict") == "unstable":
-            out[case["id"]] = "; ".join(stability.get("reasons", []))
-    return out
-
-
 # A timing that stayed unstable through the suite's own re-timings measured a busy machine, not
 # the code: the gate rightly answers "unstable" (red), but that says nothing about a damage or an
 # A/A pair. Such a run is run again after a pause, up to RERUNS times; what is still unstable then
@@ -247,6 +237,8 @@ RERUN_PAUSE_S = 15.0
 def _run(name: str, matrix: dict[str, Any], workdir: Path, cache: Path, damages: list[str],
          reruns: list[dict[str, Any]]) -> dict[str, Any]:
     """One ``pytest --matrix`` run in a subprocess (again while a timing stayed unstable); its results."""
+    from resnetbench.records import unstable_cases
+
     path, results = workdir / f"{name}.yaml", workdir / f"{name}.json"
     path.write_text(yaml.safe_dump(matrix, sort_keys=False))
     env = {**os.environ, ENV: json.dumps(damages)}
@@ -260,7 +252,7 @@ def _run(name: str, matrix: dict[str, Any], workdir: Path, cache: Path, damages:
         if not results.exists():
             raise RuntimeError(f"the {name} run wrote no results (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
         data = json.loads(results.read_text())
-        unstable = _unstable_cases(data)
+        unstable = dict(unstable_cases(data.get("cases", [])))
         if not unstable:
             break
         reruns.append({"run": name, "attempt": attempt + 1, "unstable": unstable})
