@@ -139,3 +139,23 @@ def test_count_matches_a_real_torchvision_model() -> None:
     assert count.bn_buffers == running
     assert count.bn_layers == sum(1 for name, _ in model.named_buffers() if name.endswith("num_batches_tracked"))
     assert count.tensors == len(model.state_dict())
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("dtype,bias_dtype", [("fp32", "fp32"), ("fp16", "fp32"), ("fp16", "fp16")])
+def test_folded_formula_equals_a_really_folded_model(arch: str, dtype: str, bias_dtype: str) -> None:
+    """BatchNorm folded by torch.fx (an independent folding) leaves exactly the tensors the formula counts."""
+    import torch
+    import torchvision
+    from torch.fx.experimental.optimization import fuse
+
+    from resnetbench.measure.size import folded_formula, inventory
+
+    model = getattr(torchvision.models, arch)(num_classes=10).eval()
+    folded = fuse(model)
+    weights = sum(p.numel() for n, p in folded.named_parameters() if n.endswith("weight"))
+    biases = sum(p.numel() for n, p in folded.named_parameters() if n.endswith("bias"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    formula = folded_formula(inventory(model), dtype, bias_dtype, "folded")
+    assert formula.total_bytes == weights * dtype_bytes(dtype) + biases * dtype_bytes(bias_dtype)
+    assert formula.buffer_bytes == 0 and formula.params == sum(p.numel() for p in model.parameters())

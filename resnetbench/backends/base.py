@@ -22,8 +22,9 @@ from torch import nn
 
 from resnetbench.compress import get_method
 from resnetbench.compress.base import Method
-from resnetbench.formulas import QuantLayout
+from resnetbench.formulas import QuantLayout, SizeFormula
 from resnetbench.matrix import Case
+from resnetbench.measure.size import Inventory, float_formula, int8_formula
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -108,10 +109,26 @@ class Backend:
         """How this backend's int8 path for ``scheme`` stores a model (for the size formula)."""
         raise NotImplementedError(f"{self.name} declares no int8 storage layout for {scheme}")
 
+    def size_formula(self, inv: Inventory, dtype: str, scheme: str | None) -> SizeFormula:
+        """The closed-form bytes of this backend's artifact (what the size test expects).
+
+        Default: parameters at the dtype with BatchNorm kept, as state_dicts, ONNX and
+        OpenVINO IR store them; int8 (``scheme`` set) through ``int8_layout``. A converter
+        that folds BatchNorm away overrides this with ``measure.size.folded_formula``.
+        """
+        if scheme is not None:
+            return int8_formula(inv, self.int8_layout(scheme))
+        return float_formula(inv, dtype)
+
     def slow_reason(self, case: Case, allow_slow: bool = False) -> str | None:
         """Why running ``case`` would take pathologically long here (its size is still checked)."""
         if case.dtype in self.slow and not allow_slow:
             return f"{self.slow[case.dtype]}; set allow_slow: true in the matrix to run it"
+        return None
+
+    def cannot_run_here(self, case: Case) -> str | None:
+        """Why this machine can build ``case``'s artifact but not execute it (e.g. a runtime that
+        exists only on another OS): accuracy and latency skip with this reason, size still counts."""
         return None
 
     def extra_name(self) -> str:

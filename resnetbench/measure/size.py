@@ -4,7 +4,8 @@ For float dtypes the formula is parameters x bytes per element, BatchNorm runnin
 statistics counted apart. For int8 it counts int8 weights of the layers the quantizer
 touched plus what stays wider: per-channel (or per-tensor) scales and zero points,
 biases, and layers left in fp32. Each backend declares the layout of its int8 paths
-(``Backend.int8_layout``).
+(``Backend.int8_layout``), and converters that fold BatchNorm away pick ``folded_formula``
+(``Backend.size_formula``).
 """
 
 from __future__ import annotations
@@ -75,16 +76,17 @@ def int8_formula(inv: Inventory, layout: QuantLayout) -> SizeFormula:
     return SizeFormula(inv.params, "int8", int8_weights, bn_bytes, wider, layout.description)
 
 
-def size_record(
-    inv: Inventory, dtype: str, layout: QuantLayout | None, files: dict[str, int], tolerance: dict[str, float]
-) -> dict[str, Any]:
-    """Formula, artifact and the verdict of one case's size test (``layout``: the backend's int8 storage)."""
-    if dtype == "int8":
-        if layout is None:
-            raise ValueError("an int8 case needs its backend's quantization layout")
-        formula = int8_formula(inv, layout)
-    else:
-        formula = float_formula(inv, dtype)
+def folded_formula(inv: Inventory, dtype: str, bias_dtype: str, description: str) -> SizeFormula:
+    """Converters that fold BatchNorm into the convolution before it (TFLite flatbuffers, Core ML
+    ML Programs): conv and fc weights at ``dtype``, one bias per conv output channel plus fc's
+    bias at ``bias_dtype``, and no BatchNorm tensors left."""
+    weights = sum(numel for numel, _, _ in (*inv.conv, *inv.linear))
+    biases = sum(out for _, out, _ in inv.conv) + sum(bias for _, _, bias in inv.linear)
+    return SizeFormula(inv.params, dtype, weights * dtype_bytes(dtype), 0, biases * dtype_bytes(bias_dtype), description)
+
+
+def size_record(inv: Inventory, formula: SizeFormula, files: dict[str, int], tolerance: dict[str, float]) -> dict[str, Any]:
+    """Formula, artifact and the verdict of one case's size test (``formula``: the backend's ``size_formula``)."""
     artifact = sum(files.values())
     expected = formula.total_bytes
     allowed = expected * tolerance["relative"] + tolerance["absolute_bytes"]

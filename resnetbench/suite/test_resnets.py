@@ -22,10 +22,12 @@ def _skip_reason(case: Any) -> str | None:
     return unsupported_dtype(case.compression, case.dtype) or get_backend(case.backend).unsupported(case)
 
 
-def _skip_if_slow(case: Any, state: Any) -> None:
+def _skip_unless_runnable(case: Any, state: Any) -> None:
+    """Skip a test that executes the artifact where it would be pathologically slow or cannot run."""
     from resnetbench.backends import get_backend
 
-    reason = get_backend(case.backend).slow_reason(case, state.config.allow_slow)
+    backend = get_backend(case.backend)
+    reason = backend.slow_reason(case, state.config.allow_slow) or backend.cannot_run_here(case)
     if reason:
         pytest.skip(reason)
 
@@ -73,8 +75,8 @@ def test_size(case: Any, built: Any, run_state: Any) -> None:
     from resnetbench.records import SizeRecord
 
     inv = built.inventory
-    layout = built.backend.int8_layout(built.method.quantization) if built.method.quantization else None
-    rec = size_record(inv, case.dtype, layout, built.files, case.size_tolerance)
+    scheme = built.method.quantization if case.dtype == "int8" else None
+    rec = size_record(inv, built.backend.size_formula(inv, case.dtype, scheme), built.files, case.size_tolerance)
     run_state.record(case).size = SizeRecord.from_dict(rec)
     spec = SPECS.get(case.arch)
     if spec is not None and not built.method.removes_parameters:
@@ -99,7 +101,7 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
     from resnetbench.measure.accuracy_reference import reference_for
     from resnetbench.records import AccuracyRecord
 
-    _skip_if_slow(case, run_state)
+    _skip_unless_runnable(case, run_state)
     ref = reference_for(run_state.config, case, run_state.cache, run_state.memo)
     out = run_batches(built, ref.inputs.images)
     rec = run_state.record(case)
@@ -129,7 +131,7 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     from resnetbench.measure.latency import count_flops, roofline, summarize
     from resnetbench.records import LatencyRecord
 
-    _skip_if_slow(case, run_state)
+    _skip_unless_runnable(case, run_state)
     cfg = run_state.config
     x = torch.randn(case.batch, 3, cfg.input_size, cfg.input_size, generator=torch.Generator().manual_seed(cfg.seed))
     native = built.runner.prepare(x)
