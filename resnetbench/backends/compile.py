@@ -36,7 +36,7 @@ class CompileBackend(TorchModuleBackend):
     def unsupported(self, case: Case) -> str | None:
         if case.dtype == "int8":
             return ("compile: int8 needs torchao's pt2e flow with the x86 inductor quantizer, "
-                    "which is not part of torch 2.14 (torchao is not installed)")
+                    "which is not part of torch 2.14 and not wired into this backend")
         return super().unsupported(case)
 
     def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
