@@ -34,6 +34,8 @@ BACKENDS: Registry[Backend] = Registry("backend", "resnetbench.backends", {
     "compile": "resnetbench.backends.compile:CompileBackend",
     "onnxruntime": "resnetbench.backends.onnxruntime:OnnxRuntimeBackend",
     "openvino": "resnetbench.backends.openvino:OpenVINOBackend",
+    "litert": "resnetbench.backends.litert:LiteRTBackend",
+    "coreml": "resnetbench.backends.coreml:CoreMLBackend",
     "cuda": "resnetbench.backends.gpu:CudaBackend",
     "onnxruntime-cuda": "resnetbench.backends.gpu:OrtCudaBackend",
     "onnxruntime-tensorrt": "resnetbench.backends.gpu:OrtTensorRTBackend",

@@ -1,0 +1,199 @@
+"""LiteRT (the TFLite runtime) on CPU, through its XNNPACK delegate: the guide's Android target.
+
+Conversion: ``litert_torch.convert`` (torch.export -> MLIR -> flatbuffer) turns the fp32
+module into ``model.tflite``; BatchNorm is folded into the convolutions' biases and the
+input stays NCHW, as in PyTorch. Reduced precisions come from the LiteRT toolchain's own
+quantizer, ``ai-edge-quantizer``, applied to that flatbuffer:
+
+- fp16: ``FLOAT_CASTING`` of conv and fc weights to fp16 (biases stay fp32); XNNPACK
+  unpacks them to fp32 when it loads the model, so compute is fp32.
+- int8 static: ``static_wi8_ai8``, int8 weights per channel and int8 activations
+  calibrated (min/max) on the case's calibration images. The model's input and output
+  are int8 too: the runner quantizes the input with the model's own scale and zero point
+  in ``prepare`` (untimed, as an app would feed quantized pixels) and dequantizes logits.
+- int8 dynamic: ``dynamic_wi8_afp32``, int8 weights per channel, activations quantized
+  at run time, float input and output.
+
+Inference: ``ai_edge_litert.interpreter.Interpreter`` with the case's thread count and
+its default op resolver, which hands the graph to XNNPACK; how many nodes XNNPACK took is
+recorded with the run. The flatbuffer has a fixed input shape, so each batch size is its
+own artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, record_warnings
+from resnetbench.compress import get_method
+from resnetbench.compress.base import INT8_DYNAMIC, INT8_STATIC
+from resnetbench.formulas import QuantLayout, SizeFormula
+from resnetbench.matrix import Case
+from resnetbench.measure.size import Inventory, folded_formula
+
+MODEL = "model.tflite"
+
+# How ai-edge-quantizer stores each int8 path in the flatbuffer (checked against the
+# artifacts in tests/test_edge_backends.py). Every quantized tensor carries its
+# quantization parameters as a float32 scale and an int64 zero point per channel; in the
+# static path the int32 biases are quantized per channel as well, so per output channel
+# there are two scales and two zero points.
+LAYOUTS = {
+    INT8_STATIC: QuantLayout(frozenset({"conv", "linear"}), True, 2 * 4, 2 * 8, 4, True,
+                             "LiteRT static int8: per-channel int8 weights and int32 biases, each with fp32 scales "
+                             "and int64 zero points, BN folded"),
+    INT8_DYNAMIC: QuantLayout(frozenset({"conv", "linear"}), True, 4, 8, 4, True,
+                              "LiteRT dynamic int8: per-channel int8 weights with fp32 scales and int64 zero points, "
+                              "fp32 biases, BN folded"),
+}
+
+
+class LiteRTRunner:
+    """A LiteRT interpreter; int8 input/output (static int8) quantized and dequantized outside ``run``."""
+
+    def __init__(self, interpreter: Any) -> None:
+        self.interpreter = interpreter
+        interpreter.allocate_tensors()
+        inp = interpreter.get_input_details()[0]
+        out = interpreter.get_output_details()[0]
+        self.input_index, self.input_dtype, self.input_q = inp["index"], inp["dtype"], inp["quantization"]
+        self.output_index, self.output_dtype, self.output_q = out["index"], out["dtype"], out["quantization"]
+
+    def prepare(self, x: torch.Tensor) -> np.ndarray:
+        a = x.float().numpy()
+        if self.input_dtype == np.int8:
+            scale, zero_point = self.input_q
+            a = np.clip(np.round(a / scale) + zero_point, -128, 127)
+        return np.ascontiguousarray(a.astype(self.input_dtype))
+
+    def run(self, native: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self.input_index, native)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output_index)  # a copy: the next invoke overwrites the buffer
+
+    def to_logits(self, out: np.ndarray) -> torch.Tensor:
+        a = out.astype(np.float32)
+        if self.output_dtype == np.int8:
+            scale, zero_point = self.output_q
+            a = (a - zero_point) * scale
+        return torch.from_numpy(a)
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """The converter and quantizer print progress lines; keep them out of pytest's output."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def _calibration_data(interpreter: Any, images: torch.Tensor, batch: int) -> dict[str, list[dict[str, np.ndarray]]]:
+    """The calibration images in the model's fixed batch, keyed as ai-edge-quantizer wants them."""
+    signature, io_names = next(iter(interpreter.get_signature_list().items()))
+    name = io_names["inputs"][0]
+    if len(images) < batch:
+        images = images.repeat((batch + len(images) - 1) // len(images), 1, 1, 1)
+    chunks = [images[i : i + batch].numpy() for i in range(0, len(images) - batch + 1, batch)]
+    return {signature: [{name: np.ascontiguousarray(c)} for c in chunks]}
+
+
+def _quantize(float_model: Path, dst: Path, case: Case, ctx: BuildContext) -> dict[str, Any]:
+    """Apply ai-edge-quantizer to the fp32 flatbuffer: fp16 weights, or int8 static/dynamic."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer.qtyping import TFLOperationName
+
+    qt = quantizer.Quantizer(str(float_model))
+    info: dict[str, Any] = {}
+    scheme = get_method(case.compression).quantization if case.dtype == "int8" else None
+    if case.dtype == "fp16":
+        for op in (TFLOperationName.CONV_2D, TFLOperationName.FULLY_CONNECTED):
+            qt.add_weight_only_config(regex=".*", operation_name=op, num_bits=16,
+                                      algorithm_key=recipe.AlgorithmName.FLOAT_CASTING)
+        info["quantizer"] = "ai_edge_quantizer FLOAT_CASTING (fp16 weights of CONV_2D and FULLY_CONNECTED)"
+    elif scheme == INT8_STATIC:
+        qt.load_quantization_recipe(recipe.static_wi8_ai8())
+        info["quantizer"] = "ai_edge_quantizer recipe.static_wi8_ai8 (int8 per-channel weights, int8 activations, min/max)"
+    elif scheme == INT8_DYNAMIC:
+        qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+        info["quantizer"] = "ai_edge_quantizer recipe.dynamic_wi8_afp32 (int8 per-channel weights, run-time activations)"
+    else:
+        raise ValueError(f"litert: nothing to quantize for {case.id}")
+    with Timer() as t:
+        calibration: dict[str, Any] = {}
+        if qt.need_calibration:
+            assert ctx.calibration is not None, "static quantization needs calibration data"
+            probe = Interpreter(model_path=str(float_model))
+            with warnings.catch_warnings():
+                # The calibrator keeps every intermediate tensor on purpose; its interpreter warns that this is for debugging.
+                warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
+                calibration = qt.calibrate(_calibration_data(probe, ctx.calibration, case.batch), num_threads=ctx.threads)
+            info["calibration_samples"] = int(len(ctx.calibration))
+        qt.quantize(calibration or None, enable_progress_report=False).export_model(str(dst), overwrite=True)
+    info["quantize_s"] = t.seconds
+    return info
+
+
+class LiteRTBackend(Backend):
+    name = "litert"
+    dtypes = frozenset({"fp32", "fp16", "int8"})
+    quantization = frozenset({INT8_STATIC, INT8_DYNAMIC})
+    requires = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
+    artifact_kind = "TFLite flatbuffer (model.tflite)"
+    fixed_batch = True  # the flatbuffer's input shape is fixed at conversion
+
+    def extra_name(self) -> str:
+        return "edge"
+
+    def int8_layout(self, scheme: str) -> QuantLayout:
+        return LAYOUTS[scheme]
+
+    def size_formula(self, inv: Inventory, dtype: str, scheme: str | None) -> SizeFormula:
+        if scheme is not None:
+            return super().size_formula(inv, dtype, scheme)
+        return folded_formula(inv, dtype, "fp32", f"TFLite flatbuffer: {dtype} conv/fc weights, fp32 biases, BN folded")
+
+    def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
+        import litert_torch
+
+        notes: list[str] = []
+        extra: dict[str, Any] = {}
+        sample = torch.randn(case.batch, 3, ctx.input_size, ctx.input_size)
+        float_path = out / (MODEL if case.dtype == "fp32" else "fp32.tflite")
+        with Timer() as t, record_warnings(notes), _quiet():
+            litert_torch.convert(model.eval(), (sample,)).export(str(float_path))
+        extra["convert_s"] = t.seconds
+        if case.dtype != "fp32":
+            with record_warnings(notes), _quiet():
+                extra.update(_quantize(float_path, out / MODEL, case, ctx))
+            os.unlink(float_path)
+        if case.dtype == "fp16":
+            notes.append("fp16 weights, fp32 compute: XNNPACK unpacks fp16 weights to fp32 at load")
+        return Exported([MODEL], t.seconds + extra.get("quantize_s", 0.0), notes, extra)
+
+    def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> LiteRTRunner:
+        from importlib.metadata import version
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        with _quiet():
+            interpreter = Interpreter(model_path=str(entry / MODEL), num_threads=ctx.threads)
+            runner = LiteRTRunner(interpreter)
+        # After delegation the node list holds a DELEGATE node per XNNPACK partition (0: XNNPACK took nothing).
+        delegate_nodes = sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+        meta.setdefault("runtime", {}).update({
+            "interpreter": f"ai_edge_litert.interpreter.Interpreter {version('ai-edge-litert')}",
+            "op_resolver": "AUTO (applies the XNNPACK delegate)",
+            "num_threads": ctx.threads,
+            "xnnpack_partitions": delegate_nodes,
+            "input_dtype": np.dtype(runner.input_dtype).name,
+        })
+        return runner
