@@ -2,7 +2,10 @@
 
 Conversion: ``litert_torch.convert`` (torch.export -> MLIR -> flatbuffer) turns the fp32
 module into ``model.tflite``; BatchNorm is folded into the convolutions' biases and the
-input stays NCHW, as in PyTorch. Reduced precisions come from the LiteRT toolchain's own
+input stays NCHW, as in PyTorch. It runs in a child process: litert-torch imports JAX,
+which from then on warns at every ``os.fork()`` in the process that it "will likely lead
+to a deadlock" (measured: OpenVINO and ONNX Runtime cases after a LiteRT conversion in
+the same run errored on that warning). The interpreter and the quantizer need no JAX. Reduced precisions come from the LiteRT toolchain's own
 quantizer, ``ai-edge-quantizer``, applied to that flatbuffer:
 
 - fp16: ``FLOAT_CASTING`` of conv and fc weights to fp16 (biases stay fp32); XNNPACK
@@ -24,7 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -95,6 +101,40 @@ def _quiet() -> Any:
         yield
 
 
+CONVERT_TIMEOUT_S = 1800
+
+
+def _convert(model: nn.Module, sample_shape: tuple[int, ...], dst: Path, notes: list[str]) -> None:
+    """``litert_torch.convert`` of ``model`` in a child process (see the module docstring)."""
+    src = dst.with_name(dst.name + ".module.pt")
+    torch.save(model, src)  # our own file, read back by our own child, then deleted
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "resnetbench.backends.litert", str(src), str(dst), json.dumps(sample_shape)],
+            capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S,
+        )
+    finally:
+        src.unlink(missing_ok=True)
+    report = dst.with_name(dst.name + ".json")
+    if proc.returncode != 0 or not report.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"litert: litert_torch.convert failed (exit {proc.returncode}): {' | '.join(tail)}")
+    notes.extend(n for n in json.loads(report.read_text())["notes"] if n not in notes)
+    report.unlink()
+
+
+def _convert_main(src: str, dst: str, shape: str) -> None:
+    """The child: load the module, convert it, save the flatbuffer and the warnings it raised."""
+    import litert_torch
+
+    notes: list[str] = []
+    model = torch.load(src, weights_only=False)
+    sample = torch.randn(*json.loads(shape))
+    with record_warnings(notes), _quiet():
+        litert_torch.convert(model.eval(), (sample,)).export(dst)
+    Path(dst + ".json").write_text(json.dumps({"notes": notes}))
+
+
 def _calibration_data(interpreter: Any, images: torch.Tensor, batch: int) -> dict[str, list[dict[str, np.ndarray]]]:
     """The calibration images in the model's fixed batch, keyed as ai-edge-quantizer wants them."""
     signature, io_names = next(iter(interpreter.get_signature_list().items()))
@@ -162,14 +202,11 @@ class LiteRTBackend(Backend):
         return folded_formula(inv, dtype, "fp32", f"TFLite flatbuffer: {dtype} conv/fc weights, fp32 biases, BN folded")
 
     def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
-        import litert_torch
-
         notes: list[str] = []
         extra: dict[str, Any] = {}
-        sample = torch.randn(case.batch, 3, ctx.input_size, ctx.input_size)
         float_path = out / (MODEL if case.dtype == "fp32" else "fp32.tflite")
-        with Timer() as t, record_warnings(notes), _quiet():
-            litert_torch.convert(model.eval(), (sample,)).export(str(float_path))
+        with Timer() as t:
+            _convert(model, (case.batch, 3, ctx.input_size, ctx.input_size), float_path, notes)
         extra["convert_s"] = t.seconds
         if case.dtype != "fp32":
             with record_warnings(notes), _quiet():
@@ -197,3 +234,7 @@ class LiteRTBackend(Backend):
             "input_dtype": np.dtype(runner.input_dtype).name,
         })
         return runner
+
+
+if __name__ == "__main__":
+    _convert_main(*sys.argv[1:4])

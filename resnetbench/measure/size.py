@@ -77,9 +77,9 @@ def int8_formula(inv: Inventory, layout: QuantLayout) -> SizeFormula:
 
 
 def folded_formula(inv: Inventory, dtype: str, bias_dtype: str, description: str) -> SizeFormula:
-    """Converters that fold BatchNorm into the convolution before it (TFLite flatbuffers, Core ML
-    ML Programs): conv and fc weights at ``dtype``, one bias per conv output channel plus fc's
-    bias at ``bias_dtype``, and no BatchNorm tensors left."""
+    """Converters that fold BatchNorm into the convolution before it (as edge-runtime
+    converters do): conv and fc weights at ``dtype``, one bias per conv output channel plus
+    fc's bias at ``bias_dtype``, and no BatchNorm tensors left."""
     weights = sum(numel for numel, _, _ in (*inv.conv, *inv.linear))
     biases = sum(out for _, out, _ in inv.conv) + sum(bias for _, _, bias in inv.linear)
     return SizeFormula(inv.params, dtype, weights * dtype_bytes(dtype), 0, biases * dtype_bytes(bias_dtype), description)
