@@ -9,9 +9,12 @@ formula), and the libraries its results depend on (``requires``). Nothing outsid
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -187,6 +190,13 @@ class _Collector(warnings.catch_warnings):
                 text = f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}"
                 if text not in self.notes:
                     self.notes.append(text)
+
+
+@contextlib.contextmanager
+def quiet_output() -> Iterator[None]:
+    """Keep a converter's progress lines and bars (printed to stdout/stderr) out of pytest's output."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def files_bytes(entry: Path, files: list[str]) -> dict[str, int]:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, record_warnings
+from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, quiet_output, record_warnings
 from resnetbench.compress.base import INT8_DYNAMIC
 from resnetbench.formulas import QuantLayout, SizeFormula
 from resnetbench.matrix import Case
@@ -111,7 +111,7 @@ class CoreMLBackend(Backend):
         extra: dict[str, Any] = {}
         sample = torch.randn(case.batch, 3, ctx.input_size, ctx.input_size)
         precision = ct.precision.FLOAT32 if case.dtype == "fp32" else ct.precision.FLOAT16
-        with Timer() as t, record_warnings(notes):
+        with Timer() as t, record_warnings(notes), quiet_output():
             warnings.simplefilter("ignore", ResourceWarning)
             traced = torch.jit.trace(model.eval(), sample)
             mlmodel = ct.convert(

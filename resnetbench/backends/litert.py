@@ -25,8 +25,6 @@ own artifact.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -39,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, record_warnings
+from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, quiet_output, record_warnings
 from resnetbench.compress import get_method
 from resnetbench.compress.base import INT8_DYNAMIC, INT8_STATIC
 from resnetbench.formulas import QuantLayout, SizeFormula
@@ -94,13 +92,6 @@ class LiteRTRunner:
         return torch.from_numpy(a)
 
 
-@contextlib.contextmanager
-def _quiet() -> Any:
-    """The converter and quantizer print progress lines; keep them out of pytest's output."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        yield
-
-
 CONVERT_TIMEOUT_S = 1800
 
 
@@ -130,7 +121,7 @@ def _convert_main(src: str, dst: str, shape: str) -> None:
     notes: list[str] = []
     model = torch.load(src, weights_only=False)
     sample = torch.randn(*json.loads(shape))
-    with record_warnings(notes), _quiet():
+    with record_warnings(notes), quiet_output():
         litert_torch.convert(model.eval(), (sample,)).export(dst)
     Path(dst + ".json").write_text(json.dumps({"notes": notes}))
 
@@ -209,7 +200,7 @@ class LiteRTBackend(Backend):
             _convert(model, (case.batch, 3, ctx.input_size, ctx.input_size), float_path, notes)
         extra["convert_s"] = t.seconds
         if case.dtype != "fp32":
-            with record_warnings(notes), _quiet():
+            with record_warnings(notes), quiet_output():
                 extra.update(_quantize(float_path, out / MODEL, case, ctx))
             os.unlink(float_path)
         if case.dtype == "fp16":
@@ -221,7 +212,7 @@ class LiteRTBackend(Backend):
 
         from ai_edge_litert.interpreter import Interpreter
 
-        with _quiet():
+        with quiet_output():
             interpreter = Interpreter(model_path=str(entry / MODEL), num_threads=ctx.threads)
             runner = LiteRTRunner(interpreter)
         # After delegation the node list holds a DELEGATE node per XNNPACK partition (0: XNNPACK took nothing).
