@@ -42,6 +42,18 @@ def test_each_limit_is_a_boundary():
     vs_run = 10.0 / LIMITS["reference_vs_run"]
     assert assess([10.0] * 20, [10.0] * 16, run_reference_best_ms=vs_run * 1.02)["verdict"] == "stable"
     assert assess([10.0] * 20, [10.0] * 16, run_reference_best_ms=vs_run * 0.98)["verdict"] == "unstable"
+    paired = 10.0 / LIMITS["plain_vs_paired"]
+    assert assess([10.0] * 20, paired_case_ms=[paired * 1.02] * 16)["verdict"] == "stable"
+    assert assess([10.0] * 20, paired_case_ms=[paired * 0.98] * 16)["verdict"] == "unstable"
+
+
+def test_a_steady_plain_loop_on_a_slow_machine_is_caught_by_its_own_paired_calls():
+    """The edge run's case: a steady 35.7 ms plain loop (IQR 0.6%), paired calls at 18.9 ms."""
+    plain = [35.4, 35.5, 35.6, 35.6, 35.7, 35.7, 35.7, 35.8, 35.9, 37.4] * 2
+    r = assess(plain, [18.9] * 40, paired_case_ms=[18.9] * 40)
+    assert r["verdict"] == "unstable" and any("plain loop" in m for m in r["reasons"]), r
+    # the same plain loop when the paired calls agree with it (slower by cache disturbance, as usual)
+    assert assess(plain, [18.9] * 40, paired_case_ms=[38.0] * 40)["verdict"] == "stable"
 
 
 def test_recheck_marks_a_case_timed_before_the_machine_was_seen_quiet():

@@ -224,7 +224,7 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any,
         wall = time.perf_counter() - start
         paired = {**time_pairs(reference, built.runner.run, native, lat["pairs"]),
                   "blocks": lat["blocks"], "reference_key": reference.key}
-        check = assess(samples, paired["reference_ms"], best.get(reference.key))
+        check = assess(samples, paired["reference_ms"], best.get(reference.key), paired["case_ms"])
         attempts.append({"verdict": check["verdict"], "reasons": check["reasons"], "figures": check["figures"],
                          "median_ms": float(sorted(samples)[len(samples) // 2])})
         if check["verdict"] == "stable":
