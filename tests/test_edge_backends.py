@@ -256,3 +256,29 @@ def test_the_gate_counts_a_newly_missing_extra_as_red(edge_run: dict, tmp_path: 
     assert main(["compare", str(tmp_path / "base.json"), str(tmp_path / "head.json")]) == 1
     out = capsys.readouterr().out
     assert "resnet18-fp32-none-litert-b1" in out and ".[edge]" in out, out
+
+
+def test_the_workflow_runs_core_ml_on_a_macos_shard_that_selects_exactly_its_cases() -> None:
+    """The part of the macOS shard Linux can rehearse: its runner is macOS, and its selection,
+    run here, collects every Core ML case of the edge matrix and nothing else."""
+    import subprocess
+
+    import yaml
+
+    from resnetbench.config import load_config
+    from resnetbench.matrix import expand
+
+    root = PACKAGE.parent
+    job = yaml.safe_load((root / ".github/workflows/gate.yml").read_text())["jobs"]["edge"]
+    shards = {s["shard"]: s for s in job["strategy"]["matrix"]["include"]}
+    assert shards["macos"]["os"].startswith("macos-") and job["runs-on"] == "${{ matrix.os }}"
+    head = next(s["run"] for s in job["steps"] if s.get("id") == "head")
+    assert "matrices/edge.yaml ${{ matrix.select }}" in head and ".[openvino,edge]" in head
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--matrix", "matrices/edge.yaml", *shards["macos"]["select"].split(),
+         "-m", "size or accuracy or latency", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=root, capture_output=True, text=True,
+    )
+    collected = {m.group(1) for m in re.finditer(r"test_\w+\[([^\]]+)\]", proc.stdout)}
+    coreml = {c.id for c in expand(load_config(root / "matrices/edge.yaml")) if c.backend == "coreml"}
+    assert len(coreml) == 6 and collected == coreml, proc.stdout[-2000:]
