@@ -282,3 +282,21 @@ def test_the_workflow_runs_core_ml_on_a_macos_shard_that_selects_exactly_its_cas
     collected = {m.group(1) for m in re.finditer(r"test_\w+\[([^\]]+)\]", proc.stdout)}
     coreml = {c.id for c in expand(load_config(root / "matrices/edge.yaml")) if c.backend == "coreml"}
     assert len(coreml) == 6 and collected == coreml, proc.stdout[-2000:]
+
+
+@needs_edge
+@pytest.mark.slow
+def test_the_guide_edge_size_claim_is_measured_on_the_edge_artifacts(shared_cache: Path) -> None:
+    from resnetbench.cache import ArtifactCache
+    from resnetbench.claims import CLAIMS, EXPECTED
+
+    result = CLAIMS["C6"](ArtifactCache(shared_cache))
+    sizes = result.details["sizes_mb"]
+    assert result.details["not_measured"] == {}
+    assert {what.split(" ", 1)[1] for what in sizes} == {"static QDQ ONNX", "LiteRT int8 .tflite",
+                                                        "Core ML int8-weight .mlpackage"}
+    for what, measured, known in result.checks:  # one byte per parameter, in every format
+        assert measured == known, what
+    assert all(6 <= mb <= 12 for what, mb in sizes.items() if what.startswith("resnet18"))
+    assert all(mb > 20 for what, mb in sizes.items() if what.startswith("resnet34"))
+    assert result.verdict == EXPECTED["C6"] == "refuted"

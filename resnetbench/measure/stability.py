@@ -22,10 +22,10 @@ it. A measurement is ``unstable`` when any of these holds:
   more than 1.25x the median of the same case's calls timed between reference calls a
   moment later, so the machine was slower during the plain loop than right after it.
   Paired calls run with caches the reference disturbed and are never faster when all is
-  quiet: plain/paired measured 0.94-1.09 over 19 quiet timings at 224x224 (LiteRT,
-  OpenVINO, ONNX Runtime), 0.7-0.9 for tiny models at 64x64. It caught a cold edge run's
-  first case, ResNet-18 on LiteRT, reporting a steady 35.7 ms (IQR 0.6%) while its paired
-  calls took 18.9 ms and two reruns measured 20.4 and 18.9 ms: every other check passed it.
+  quiet: plain/paired measured 0.94-1.09 over 19 quiet timings at 224x224 on three
+  runtimes, 0.7-0.9 for tiny models at 64x64. It caught a cold run's first case, a
+  ResNet-18, reporting a steady 35.7 ms (IQR 0.6%) while its paired calls took 18.9 ms
+  and two reruns measured 20.4 and 18.9 ms: every other check passed it (README).
 
 The thresholds are wide on purpose: an unstable verdict triggers a re-timing, and a
 quiet run must not be marked unstable (measured: see README, "Measurement quality").
