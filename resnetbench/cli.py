@@ -97,12 +97,22 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from resnetbench import results as results_io
 
     try:
-        merged = results_io.merge(args.results)
+        merged = results_io.merge(args.results, allow_mixed=args.allow_mixed)
     except results_io.ResultsError as exc:
         return _err(str(exc))
     results_io.write_atomic(args.output, merged)
     print(f"wrote {args.output}: {len(merged['cases'])} cases from {len(args.results)} files")
-    return EXIT_OK
+    found = merged["merge"]
+    problems = [f"{what}: {', '.join(found[key])}" for key, what in (
+        ("duplicates", "case ids in more than one file (the last kept)"),
+        ("missing_cases", "cases of the matrix no file holds"),
+        ("missing_shards", "shards no file came from")) if found[key]]
+    if found["mixed_shard_counts"]:
+        problems.append("files from splits into different numbers of shards")
+    for problem in problems:
+        print(f"resnetbench merge: {problem}", file=sys.stderr)
+    # Fail closed: an incomplete or overlapping merge is written (to be looked at) but is not a pass.
+    return EXIT_REGRESSION if problems else EXIT_OK
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -169,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let a blocking case (id glob) pass, with the reason printed; repeatable")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("merge", help="merge shard results into one file")
+    p = sub.add_parser("merge", help="merge shard results into one file (exit 1: duplicate or missing cases)")
     p.add_argument("results", nargs="+")
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="merge files from different machines or library versions (refused by default)")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("cache", help="show or clear the artifact cache")

@@ -47,6 +47,13 @@ class RunState:
     memo: dict[Any, Any] = field(default_factory=dict)
     started: str = ""
     baseline: dict[str, Any] | None = None
+    shard: tuple[int, int] | None = None  # (K, N) of --shard
+    matrix_case_ids: list[str] = field(default_factory=list)  # every case of the unsharded matrix
+
+    @property
+    def runs_claims(self) -> bool:
+        """The claims run once per matrix: in shard 1 of a sharded run."""
+        return self.config.claims and (self.shard is None or self.shard[0] == 1)
 
     def gate_threshold(self) -> float:
         """The matrix's gate threshold; ``stats.DEFAULT_THRESHOLD`` (10%) by default."""
@@ -79,9 +86,11 @@ class RunState:
     def results(self) -> dict[str, Any]:
         for rec in self.records.values():
             rec.outcome = results_io.combine_outcomes((rec.tests or {}).values())
+        sharded = {"shard": f"{self.shard[0]}/{self.shard[1]}", "matrix_cases": self.matrix_case_ids} if self.shard else {}
         return {
             "schema_version": results_io.SCHEMA_VERSION,
             "matrix_file": str(self.config.path),
+            **sharded,
             "started": self.started,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "environment": self.environment,
@@ -115,7 +124,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
     group.addoption("--baseline", metavar="PATH", default=None,
                     help="gate against this results file: the run fails on a regression")
-    group.addoption("--shard", metavar="K/N", default=None, help="run only shard K of N (1-based)")
+    group.addoption("--shard", metavar="K/N", default=None,
+                    help="run only shard K of N (1-based), balanced by expected cost and keyed by case id")
+    # pytest itself owns --durations (the slowest tests); pytest-split names this --durations-path.
+    group.addoption("--durations-path", metavar="FILE", default=None, dest="shard_durations",
+                    help="a previous results file: --shard balances on its measured case durations")
     group.addoption("--cache-dir", metavar="PATH", default=None,
                     help="artifact cache (default: $RESNETBENCH_CACHE or .resnetbench-cache)")
 
@@ -147,10 +160,20 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     cases = expand(cfg)
+    all_ids = [c.id for c in cases]
     shard = config.getoption("shard")
+    k = n = 0
     if shard:
+        from resnetbench.shard import durations_from, shard_cases
+
         k, n = parse_shard(shard)
-        cases = [c for i, c in enumerate(cases) if i % n == k - 1]
+        durations = None
+        if config.getoption("shard_durations"):
+            try:
+                durations = durations_from(results_io.load(config.getoption("shard_durations")))
+            except results_io.ResultsError as exc:
+                raise pytest.UsageError(f"--durations-path: {exc}") from None
+        cases = shard_cases(cases, k, n, cfg.input_size, durations)
     cache_dir = Path(config.getoption("cache_dir") or cfg.cache.get("dir") or default_cache_dir())
     max_gb = cfg.cache.get("max_gb")
     state = RunState(
@@ -160,6 +183,8 @@ def pytest_configure(config: pytest.Config) -> None:
         threads=cfg.threads or default_threads(),
         cache=ArtifactCache(cache_dir, int(max_gb * 1e9) if max_gb else None),
         started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        shard=(k, n) if shard else None,
+        matrix_case_ids=all_ids if shard else [],
     )
     baseline_path = config.getoption("baseline")
     if baseline_path:
@@ -203,15 +228,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "claim" in metafunc.fixturenames:
         from resnetbench.claims import CLAIMS
 
-        claims = list(CLAIMS) if state.config.claims else []
+        claims = list(CLAIMS) if state.runs_claims else []
         metafunc.parametrize("claim", claims, ids=claims)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash.get(STATE, None)
-    if state is None or state.config.claims:
+    if state is None or state.runs_claims:
         return
-    # `claims: false` in the matrix: the claim test is not a skipped test, it is not there.
+    # `claims: false` in the matrix, or a shard other than the first: the claim test is not
+    # a skipped test, it is not there.
     dropped = [i for i in items if getattr(i, "originalname", "") == "test_claim"]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -241,6 +267,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if case is None:
         return report
     rec = state.record(case)
+    rec.duration_s = (rec.duration_s or 0.0) + report.duration
     tests = rec.tests = rec.tests if rec.tests is not None else {}
     outcome = _outcome(report)
     previous = tests.get(kind)

@@ -237,6 +237,9 @@ class CaseRecord(_Record):
     conversion: dict[str, Any] | None = None
     compression_info: dict[str, Any] | None = None
     artifact: dict[str, Any] | None = None
+    # Wall seconds of the case's tests (setup, call, teardown; the build falls in the first
+    # setup): what ``--durations`` balances shards on.
+    duration_s: float | None = None
     size: SizeRecord | None = None
     accuracy: AccuracyRecord | None = None
     latency: LatencyRecord | None = None

@@ -152,6 +152,7 @@ def results_schema() -> dict[str, Any]:
             "conversion": {"type": "object"},
             "compression_info": {"type": "object"},
             "artifact": {"type": "object"},
+            "duration_s": {"type": "number", "minimum": 0},
             **{name: {"$ref": f"#/$defs/{name}"} for name in parts},
         },
         "additionalProperties": True,
@@ -171,6 +172,9 @@ def results_schema() -> dict[str, Any]:
             "environment": {"type": "object"},
             "gate": {"type": "object"},
             "shards": {"type": "array", "items": {"type": "string"}},
+            "shard": {"type": "string", "pattern": "^[0-9]+/[0-9]+$"},
+            "matrix_cases": {"type": "array", "items": {"type": "string"}},
+            "merge": {"type": "object"},
             "cases": {"type": "array", "items": {"$ref": "#/$defs/case"}},
             "claims": {
                 "type": "array",
@@ -320,23 +324,53 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def merge(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:
-    """Merge shard results into one; a case id present twice keeps the last and is noted."""
+def merge(paths: Iterable[str | os.PathLike[str]], *, allow_mixed: bool = True) -> dict[str, Any]:
+    """Merge shard results into one file's shape.
+
+    A case id present twice keeps the last. What the merge found is recorded under
+    ``merge``: ids present more than once, cases of the sharded matrix that no file holds,
+    and shards ``K/N`` no file came from (sharded runs record their shard and the matrix's
+    case ids). With ``allow_mixed=False`` files from different machines or library
+    versions (their ``environment.fingerprint.hash`` differs or is absent) are refused:
+    their latencies cannot be gated as one run.
+    """
     merged: dict[str, Any] | None = None
     by_id: dict[str, dict[str, Any]] = {}
     claims: dict[str, dict[str, Any]] = {}
+    duplicates: set[str] = set()
+    fingerprints: dict[str, str | None] = {}
+    matrix_cases: set[str] = set()
+    shards_seen: set[str] = set()
     for path in paths:
         data = load(path)
         if merged is None:
-            merged = {k: v for k, v in data.items() if k not in ("cases", "claims")}
+            merged = {k: v for k, v in data.items() if k not in ("cases", "claims", "shard", "matrix_cases")}
             merged["shards"] = []
         merged["shards"].append(str(path))
+        fingerprints[str(path)] = ((data.get("environment") or {}).get("fingerprint") or {}).get("hash")
         for case in data["cases"]:
+            if case["id"] in by_id:
+                duplicates.add(case["id"])
             by_id[case["id"]] = case
         for claim in data.get("claims", []):
             claims[claim["id"]] = claim
+        if data.get("shard"):
+            shards_seen.add(str(data["shard"]))
+            matrix_cases.update(data.get("matrix_cases") or [])
     if merged is None:
         raise ResultsError("no results files given")
+    if not allow_mixed and (len(set(fingerprints.values())) > 1 or None in fingerprints.values()):
+        listed = ", ".join(f"{p} ({h or 'no fingerprint'})" for p, h in fingerprints.items())
+        raise ResultsError(f"these results come from different machines or library versions: {listed}; "
+                           "their timings cannot be merged into one run (--allow-mixed merges them anyway)")
+    totals = {int(s.split("/")[1]) for s in shards_seen}
+    expected_shards = {f"{k}/{n}" for n in totals for k in range(1, n + 1)}
     merged["cases"] = list(by_id.values())
     merged["claims"] = list(claims.values())
+    merged["merge"] = {
+        "duplicates": sorted(duplicates),
+        "missing_cases": sorted(matrix_cases - set(by_id)),
+        "missing_shards": sorted(expected_shards - shards_seen),
+        "mixed_shard_counts": len(totals) > 1,
+    }
     return merged

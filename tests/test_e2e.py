@@ -171,6 +171,35 @@ def test_shard_splits_cases(run_matrix):
     assert len(ids[0] | ids[1]) == 3
 
 
+def test_claims_run_in_the_first_shard_only(run_matrix):
+    matrix = "matrix:\n  arch: [resnet18, resnet34, resnet50]\n  backend: [eager]\n"  # claims on (the default)
+    claims = {}
+    for k in (1, 2, 3):
+        result, _ = run_matrix(matrix, "--collect-only", "-q", "--shard", f"{k}/3")
+        claims[k] = [line for line in result.outlines if "test_claim[" in line]
+    assert len(claims[1]) == 9 and claims[2] == claims[3] == []
+
+
+def test_shards_balance_on_measured_durations(run_matrix, pytester):
+    import json
+
+    matrix = "matrix:\n  arch: [resnet18, resnet34, resnet50]\n  backend: [eager]\nclaims: false\n"
+    durations = pytester.path / "durations.json"
+    cases = [{"id": f"{a}-fp32-none-eager-b1", "arch": a, "dtype": "fp32", "compression": "none", "backend": "eager",
+              "batch": 1, "outcome": "passed", "reason": "", "duration_s": d}
+             for a, d in (("resnet18", 100.0), ("resnet34", 1.0), ("resnet50", 1.0))]
+    durations.write_text(json.dumps({"schema_version": 1, "environment": {}, "cases": cases, "claims": []}))
+    ids = []
+    for k in (1, 2):
+        result, _ = run_matrix(matrix, "--collect-only", "-q", "-m", "size", "--shard", f"{k}/2",
+                               "--durations-path", str(durations))
+        ids.append({line.split("[", 1)[1].rstrip("]") for line in result.outlines if "test_size[" in line})
+    # measured: ResNet-18 took 100x the others, so it is a shard on its own (by FLOPs it would not be)
+    assert ids == [{"resnet18-fp32-none-eager-b1"}, {"resnet34-fp32-none-eager-b1", "resnet50-fp32-none-eager-b1"}]
+    result, _ = run_matrix(matrix, "--collect-only", "-q", "--shard", "1/2", "--durations-path", "nope.json")
+    assert result.ret == 4 and "--durations-path" in result.stderr.str() and "Traceback" not in result.stderr.str()
+
+
 def test_a_plugin_adds_a_metric_to_each_case_record(run_matrix, pytester):
     pytester.makepyfile(metric_plugin="""
 def pytest_resnetbench_case_record(case, record, built):

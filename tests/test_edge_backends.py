@@ -258,7 +258,7 @@ def test_the_gate_counts_a_newly_missing_extra_as_red(edge_run: dict, tmp_path: 
     assert "resnet18-fp32-none-litert-b1" in out and ".[edge]" in out, out
 
 
-def test_the_workflow_runs_core_ml_on_a_macos_shard_that_selects_exactly_its_cases() -> None:
+def test_the_workflow_runs_core_ml_on_a_macos_shard_that_selects_exactly_its_cases(tmp_path: Path) -> None:
     """The part of the macOS shard Linux can rehearse: its runner is macOS, and its selection,
     run here, collects every Core ML case of the edge matrix and nothing else."""
     import subprocess
@@ -276,7 +276,8 @@ def test_the_workflow_runs_core_ml_on_a_macos_shard_that_selects_exactly_its_cas
     assert "matrices/edge.yaml ${{ matrix.select }}" in head and ".[openvino,edge]" in head
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--matrix", "matrices/edge.yaml", *shards["macos"]["select"].split(),
-         "-m", "size or accuracy or latency", "--collect-only", "-q", "-p", "no:cacheprovider"],
+         "-m", "size or accuracy or latency", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "--results", str(tmp_path / "results.json")],
         cwd=root, capture_output=True, text=True,
     )
     collected = {m.group(1) for m in re.finditer(r"test_\w+\[([^\]]+)\]", proc.stdout)}

@@ -11,8 +11,9 @@ from resnetbench import results
 from resnetbench.cli import main
 
 
-def minimal(cases):
-    return {"schema_version": 1, "environment": {}, "cases": cases, "claims": []}
+def minimal(cases, fingerprint="m1", **top):
+    return {"schema_version": 1, "environment": {"fingerprint": {"hash": fingerprint}}, "cases": cases, "claims": [],
+            **top}
 
 
 def case(id_, outcome="passed"):
@@ -80,3 +81,51 @@ def test_merge_shards_keeps_every_case(tmp_path, capsys):
     assert merged["shards"] == [str(a), str(b)]
     assert main(["merge", str(a), str(tmp_path / "missing.json"), "-o", str(out)]) == 2
     assert "no such results file" in capsys.readouterr().err
+
+
+IDS = ["resnet18-fp32-none-eager-b1", "resnet34-fp32-none-eager-b1", "resnet50-fp32-none-eager-b1"]
+
+
+def _shards(tmp_path, parts, n=None, fingerprints=None):
+    paths = []
+    for k, ids in enumerate(parts, start=1):
+        top = {"shard": f"{k}/{n or len(parts)}", "matrix_cases": IDS}
+        fp = (fingerprints or {}).get(k, "m1")
+        path = tmp_path / f"s{k}.json"
+        results.write_atomic(path, minimal([case(i) for i in ids], fp, **top))
+        paths.append(str(path))
+    return paths
+
+
+def test_merge_of_complete_shards_passes_and_drops_the_shard_keys(tmp_path, capsys):
+    out = tmp_path / "out.json"
+    assert main(["merge", *_shards(tmp_path, [IDS[:2], IDS[2:]]), "-o", str(out)]) == 0
+    merged = results.load(out)
+    assert sorted(c["id"] for c in merged["cases"]) == IDS and "shard" not in merged and "matrix_cases" not in merged
+    assert merged["merge"] == {"duplicates": [], "missing_cases": [], "missing_shards": [], "mixed_shard_counts": False}
+
+
+def test_merge_reports_duplicates_missing_cases_and_missing_shards(tmp_path, capsys):
+    out = tmp_path / "out.json"
+    assert main(["merge", *_shards(tmp_path, [IDS[:2], IDS[1:2]]), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"more than one file (the last kept): {IDS[1]}" in err and f"no file holds: {IDS[2]}" in err
+    capsys.readouterr()
+    paths = _shards(tmp_path, [IDS[:2], IDS[2:]], n=3)  # shard 3/3 never came
+    assert main(["merge", *paths, "-o", str(out)]) == 1
+    assert "shards no file came from: 3/3" in capsys.readouterr().err
+    assert results.load(out)["merge"]["missing_shards"] == ["3/3"]
+
+
+def test_merge_refuses_results_of_different_machines_unless_allowed(tmp_path, capsys):
+    out = tmp_path / "out.json"
+    paths = _shards(tmp_path, [IDS[:2], IDS[2:]], fingerprints={2: "m2"})
+    assert main(["merge", *paths, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "different machines or library versions" in err and "(m2)" in err and "--allow-mixed" in err
+    assert not out.exists(), "a refused merge writes nothing"
+    assert main(["merge", *paths, "-o", str(out), "--allow-mixed"]) == 0
+    # a file that cannot say where it ran is not assumed to match
+    results.write_atomic(tmp_path / "nofp.json", {**minimal([case(IDS[0])]), "environment": {}})
+    assert main(["merge", paths[1], str(tmp_path / "nofp.json"), "-o", str(tmp_path / "o2.json")]) == 2
+    assert "no fingerprint" in capsys.readouterr().err
