@@ -32,6 +32,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_shard(args: argparse.Namespace) -> int:
+    from resnetbench import results as results_io
+    from resnetbench.config import ConfigError, load_config
+    from resnetbench.matrix import expand
+    from resnetbench.shard import claims_cost, durations_from, expected_costs, loads, parse_shard, shard_cases
+
+    try:
+        cfg = load_config(args.matrix)
+        k, n = parse_shard(args.shard)
+        durations = durations_from(results_io.load(args.durations_path)) if args.durations_path else None
+    except (ConfigError, ValueError) as exc:
+        return _err(str(exc))
+    cases = expand(cfg)
+    chosen = shard_cases(cases, k, n, cfg.input_size, durations, claims=cfg.claims)
+    if args.format == "k":
+        # a -k expression that selects exactly these cases ("[id]" cannot match a longer id)
+        print(" or ".join(f"[{c.id}]" for c in chosen) or "[no-case-selected]")
+    elif args.format == "loads":
+        costs = expected_costs(cases, cfg.input_size, durations)
+        totals = loads(costs, n, claims_cost(cases, cfg.input_size, durations) if cfg.claims else 0.0)
+        mean = sum(totals) / n
+        for i, total in enumerate(totals, start=1):
+            print(f"{i}/{n}: {total:8.1f}  ({total / mean:.2f}x the mean)")
+    else:
+        print("\n".join(c.id for c in chosen))
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     if args.results:
         from resnetbench.results import results_schema
@@ -185,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mixed", action="store_true",
                    help="merge files from different machines or library versions (refused by default)")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("shard", help="the case ids of one shard (what --shard K/N runs), or every shard's expected load")
+    p.add_argument("matrix")
+    p.add_argument("--shard", required=True, metavar="K/N")
+    p.add_argument("--durations-path", metavar="FILE", default=None, help="balance on this results file's durations")
+    p.add_argument("--format", choices=["ids", "k", "loads"], default="ids",
+                   help="ids (one per line), k (a pytest -k expression), loads (expected cost per shard)")
+    p.set_defaults(func=cmd_shard)
 
     p = sub.add_parser("cache", help="show or clear the artifact cache")
     p.add_argument("action", choices=["info", "clear"])

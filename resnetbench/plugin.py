@@ -135,13 +135,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def parse_shard(text: str) -> tuple[int, int]:
     """``'2/4'`` -> (2, 4); raises UsageError on anything else."""
+    from resnetbench.shard import parse_shard as parse
+
     try:
-        k, n = (int(p) for p in text.split("/"))
-    except ValueError:
-        raise pytest.UsageError(f"--shard {text!r}: expected K/N with integers, e.g. 1/4") from None
-    if not 1 <= k <= n:
-        raise pytest.UsageError(f"--shard {text!r}: K must be between 1 and N")
-    return k, n
+        return parse(text)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--{exc}") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -173,7 +172,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 durations = durations_from(results_io.load(config.getoption("shard_durations")))
             except results_io.ResultsError as exc:
                 raise pytest.UsageError(f"--durations-path: {exc}") from None
-        cases = shard_cases(cases, k, n, cfg.input_size, durations)
+        cases = shard_cases(cases, k, n, cfg.input_size, durations, claims=cfg.claims)
     cache_dir = Path(config.getoption("cache_dir") or cfg.cache.get("dir") or default_cache_dir())
     max_gb = cfg.cache.get("max_gb")
     state = RunState(

@@ -8,10 +8,11 @@ each to the shard with the least cost so far (longest-processing-time first, wit
 of the best split). Ties break on the case id, so the split depends only on the ids and
 their costs, never on the order of the matrix file.
 
-Costs come from a previous results file (``--durations FILE``: each case's measured
+Costs come from a previous results file (``--durations-path FILE``: each case's measured
 ``duration_s``) when it has the case; otherwise from a cost model: the architecture's
 multiply-accumulates at the input size times a per-backend and per-dtype factor
 (seconds per GMAC, ``FACTORS``), scaled to the durations file's speed when one is given.
+Shard 1 starts with the claims' cost, since only it runs them.
 No torch here: the split is pure arithmetic on the expanded cases.
 """
 
@@ -29,21 +30,33 @@ if TYPE_CHECKING:
 GMACS_224: dict[str, float] = {
     "resnet18": 1.81, "resnet34": 3.66, "resnet50": 4.09, "resnet101": 7.80, "resnet152": 11.51,
 }
-# Wall seconds of a whole case (build, size, accuracy, latency) per GMAC, by backend and
-# by dtype, fitted on this project's 2-core machines (README, "Sharding"). A backend or
-# dtype not listed costs what the median listed one does.
-BACKEND_FACTORS: dict[str, float] = {}
-DTYPE_FACTORS: dict[str, float] = {}
-DEFAULT_FACTOR = 1.0
+# Wall seconds of a whole case (build, size, accuracy, latency) per GMAC at 224x224, by
+# backend and dtype: the medians of duration_s / GMACs in a cold run of the default
+# matrix on this project's 2-core machines (AMD EPYC, 12 min 3 s, 2026-12-03; the run is
+# benchmarks/durations.json). Skipped cases (GPU backends here) cost ~0. A combination not
+# listed costs its backend's median, else the median of all.
+FACTORS: dict[tuple[str, str], float] = {
+    ("eager", "fp32"): 6.67, ("eager", "fp16"): 0.11, ("eager", "bf16"): 1.47, ("eager", "int8"): 3.15,
+    ("onnxruntime", "fp32"): 2.86, ("onnxruntime", "fp16"): 3.85, ("onnxruntime", "bf16"): 4.04,
+    ("onnxruntime", "int8"): 5.34, ("openvino", "fp32"): 3.69, ("openvino", "bf16"): 3.39,
+    ("openvino", "int8"): 5.91, ("torchscript", "fp32"): 2.37, ("compile", "fp32"): 24.35,
+}
+# The guide's claims and the session's set-up run in shard 1 only: that run's wall time
+# minus the sum of its cases' durations (723 s - 632 s).
+CLAIMS_S = 91.0
+
+
+def _factor(backend: str, dtype: str) -> float:
+    if (backend, dtype) in FACTORS:
+        return FACTORS[(backend, dtype)]
+    same_backend = [f for (b, _), f in FACTORS.items() if b == backend]
+    return statistics.median(same_backend or list(FACTORS.values()))
 
 
 def model_cost(case: _Case, input_size: int) -> float:
     """Expected seconds of a case from the cost model."""
     gmacs = GMACS_224.get(case.arch, statistics.median(GMACS_224.values())) * (input_size / 224) ** 2 * case.batch
-    backend = BACKEND_FACTORS.get(case.backend, statistics.median(BACKEND_FACTORS.values()) if BACKEND_FACTORS
-                                  else DEFAULT_FACTOR)
-    dtype = DTYPE_FACTORS.get(case.dtype, 1.0)
-    return gmacs * backend * dtype
+    return gmacs * _factor(case.backend, case.dtype)
 
 
 def durations_from(results: Mapping[str, Any]) -> dict[str, float]:
@@ -52,23 +65,31 @@ def durations_from(results: Mapping[str, Any]) -> dict[str, float]:
             if isinstance(c.get("duration_s"), (int, float)) and c["duration_s"] > 0}
 
 
+def _scale(cases: Sequence[_Case], input_size: int, durations: Mapping[str, float] | None) -> float:
+    """Measured seconds per modelled second on the machine that measured the durations (1.0 without)."""
+    known = [c for c in cases if durations and c.id in durations and model_cost(c, input_size) > 0]
+    if not durations or not known:
+        return 1.0
+    return statistics.median(durations[c.id] / model_cost(c, input_size) for c in known)
+
+
 def expected_costs(cases: Sequence[_Case], input_size: int,
                    durations: Mapping[str, float] | None = None) -> dict[str, float]:
     """Each case's expected cost: its measured duration, else the model's, in the durations' scale."""
-    modelled = {c.id: model_cost(c, input_size) for c in cases}
-    if not durations:
-        return modelled
-    known = [c.id for c in cases if c.id in durations]
-    # Seconds per model unit on the machine that measured the durations (1.0 if none overlap).
-    scale = statistics.median(durations[i] / modelled[i] for i in known) if known else 1.0
-    return {c.id: durations[c.id] if c.id in durations else modelled[c.id] * scale for c in cases}
+    scale = _scale(cases, input_size, durations)
+    return {c.id: durations[c.id] if durations and c.id in durations else model_cost(c, input_size) * scale
+            for c in cases}
 
 
-def assign(costs: Mapping[str, float], n: int) -> dict[str, int]:
-    """Case id -> shard index (0-based): most expensive first, each to the least loaded shard."""
+def assign(costs: Mapping[str, float], n: int, first_shard_start: float = 0.0) -> dict[str, int]:
+    """Case id -> shard index (0-based): most expensive first, each to the least loaded shard.
+
+    ``first_shard_start``: work shard 1 does besides its cases (the guide's claims).
+    """
     if n < 1:
         raise ValueError(f"cannot split into {n} shards")
     loads = [0.0] * n
+    loads[0] = first_shard_start
     out: dict[str, int] = {}
     for case_id in sorted(costs, key=lambda i: (-costs[i], i)):
         shard = min(range(n), key=lambda s: (loads[s], s))
@@ -77,16 +98,34 @@ def assign(costs: Mapping[str, float], n: int) -> dict[str, int]:
     return out
 
 
+def claims_cost(cases: Sequence[_Case], input_size: int, durations: Mapping[str, float] | None = None) -> float:
+    """Expected seconds of the claims (shard 1's extra work), in the durations' scale."""
+    return CLAIMS_S * _scale(cases, input_size, durations)
+
+
 def shard_cases(cases: Sequence[_Case], k: int, n: int, input_size: int,
-                durations: Mapping[str, float] | None = None) -> list[Any]:
-    """The cases of shard ``k`` of ``n`` (1-based), in matrix order."""
-    shard_of = assign(expected_costs(cases, input_size, durations), n)
+                durations: Mapping[str, float] | None = None, claims: bool = True) -> list[Any]:
+    """The cases of shard ``k`` of ``n`` (1-based), in matrix order (``claims``: shard 1 also runs them)."""
+    start = claims_cost(cases, input_size, durations) if claims else 0.0
+    shard_of = assign(expected_costs(cases, input_size, durations), n, start)
     return [c for c in cases if shard_of[c.id] == k - 1]
 
 
-def loads(costs: Mapping[str, float], n: int) -> list[float]:
+def parse_shard(text: str) -> tuple[int, int]:
+    """``'2/4'`` -> (2, 4); ValueError naming the input otherwise."""
+    try:
+        k, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard {text!r}: expected K/N with integers, e.g. 1/4") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"shard {text!r}: K must be between 1 and N")
+    return k, n
+
+
+def loads(costs: Mapping[str, float], n: int, first_shard_start: float = 0.0) -> list[float]:
     """Total expected cost of each shard under ``assign``."""
     totals = [0.0] * n
-    for case_id, shard in assign(costs, n).items():
+    totals[0] = first_shard_start
+    for case_id, shard in assign(costs, n, first_shard_start).items():
         totals[shard] += costs[case_id]
     return totals

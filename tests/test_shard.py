@@ -78,3 +78,21 @@ def test_durations_are_read_from_a_results_file():
 def test_assign_refuses_zero_shards():
     with pytest.raises(ValueError):
         assign({"a": 1.0}, 0)
+
+
+def test_on_the_measured_default_matrix_the_slowest_of_three_shards_is_near_the_mean(cases):
+    """benchmarks/durations.json: a cold run of matrix.yaml. Shards judged by what the cases took."""
+    from resnetbench import results
+    from resnetbench.shard import CLAIMS_S
+
+    durations = durations_from(results.load(ROOT / "benchmarks" / "durations.json"))
+    assert len(durations) >= 38 and set(durations) <= {c.id for c in cases}
+
+    def slowest_over_mean(split):
+        totals = [sum(durations.get(c.id, 0.0) for c in split(k)) + (CLAIMS_S if k == 1 else 0.0) for k in (1, 2, 3)]
+        return max(totals) / (sum(totals) / 3)
+
+    on_durations = slowest_over_mean(lambda k: shard_cases(cases, k, 3, 224, durations))
+    on_the_model = slowest_over_mean(lambda k: shard_cases(cases, k, 3, 224))
+    by_position = slowest_over_mean(lambda k: [c for i, c in enumerate(cases) if i % 3 == k - 1])
+    assert on_durations <= 1.05 and on_the_model <= 1.25 < by_position, (on_durations, on_the_model, by_position)
