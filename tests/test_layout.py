@@ -180,6 +180,7 @@ READ_ONLY = {
     "report": ["report", "{example}", "-o", "{tmp}/r.html", "--summary", "{tmp}/s.md"],
     "merge": ["merge", "{example}", "-o", "{tmp}/m.json"],
     "validate": ["validate", "{matrix}", "--list"],
+    "shard": ["shard", "{matrix}", "--shard", "2/3", "--format", "k"],
     "schema": ["schema"],
     "schema-results": ["schema", "--results"],
 }
