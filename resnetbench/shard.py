@@ -11,15 +11,20 @@ their costs, never on the order of the matrix file.
 Costs come from a previous results file (``--durations-path FILE``: each case's measured
 ``duration_s``) when it has the case; otherwise from a cost model: the architecture's
 multiply-accumulates at the input size times a per-backend and per-dtype factor
-(seconds per GMAC, ``FACTORS``), scaled to the durations file's speed when one is given.
+(seconds per GMAC, fitted on ``default_durations.json``), scaled to the durations file's
+speed when one is given.
 Shard 1 starts with the claims' cost, since only it runs them.
 No torch here: the split is pure arithmetic on the expanded cases.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import json
 import statistics
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,27 +35,34 @@ if TYPE_CHECKING:
 GMACS_224: dict[str, float] = {
     "resnet18": 1.81, "resnet34": 3.66, "resnet50": 4.09, "resnet101": 7.80, "resnet152": 11.51,
 }
-# Wall seconds of a whole case (build, size, accuracy, latency) per GMAC at 224x224, by
-# backend and dtype: the medians of duration_s / GMACs in a cold run of the default
-# matrix on this project's 2-core machines (AMD EPYC, 12 min 3 s, 2026-12-03; the run is
-# benchmarks/durations.json). Skipped cases (GPU backends here) cost ~0. A combination not
-# listed costs its backend's median, else the median of all.
-FACTORS: dict[tuple[str, str], float] = {
-    ("eager", "fp32"): 6.67, ("eager", "fp16"): 0.11, ("eager", "bf16"): 1.47, ("eager", "int8"): 3.15,
-    ("onnxruntime", "fp32"): 2.86, ("onnxruntime", "fp16"): 3.85, ("onnxruntime", "bf16"): 4.04,
-    ("onnxruntime", "int8"): 5.34, ("openvino", "fp32"): 3.69, ("openvino", "bf16"): 3.39,
-    ("openvino", "int8"): 5.91, ("torchscript", "fp32"): 2.37, ("compile", "fp32"): 24.35,
-}
-# The guide's claims and the session's set-up run in shard 1 only: that run's wall time
-# minus the sum of its cases' durations (723 s - 632 s).
-CLAIMS_S = 91.0
+# The cost model is fitted on this file: a cold run of the default matrix on this
+# project's 2-core machines, trimmed to each case's axes and duration_s.
+DEFAULT_DURATIONS = Path(__file__).with_name("default_durations.json")
+
+
+@functools.cache
+def _fit() -> tuple[dict[tuple[str, str], float], float]:
+    """Seconds per GMAC (at 224x224) by (backend, dtype): the median duration_s / GMACs of the
+    cases run in DEFAULT_DURATIONS; and the seconds that run spent outside its cases (the
+    claims and the session's set-up), which only shard 1 pays."""
+    data = json.loads(DEFAULT_DURATIONS.read_text(encoding="utf-8"))
+    per: dict[tuple[str, str], list[float]] = {}
+    for c in data["cases"]:
+        if c["outcome"] != "skipped" and c.get("duration_s") and c["arch"] in GMACS_224:
+            gmacs = GMACS_224[c["arch"]] * (c.get("input_size", 224) / 224) ** 2 * c["batch"]
+            per.setdefault((c["backend"], c["dtype"]), []).append(c["duration_s"] / gmacs)
+    wall = (dt.datetime.fromisoformat(data["finished"]) - dt.datetime.fromisoformat(data["started"])).total_seconds()
+    outside_cases = wall - sum(c.get("duration_s") or 0.0 for c in data["cases"])
+    return {key: statistics.median(v) for key, v in per.items()}, max(outside_cases, 0.0)
 
 
 def _factor(backend: str, dtype: str) -> float:
-    if (backend, dtype) in FACTORS:
-        return FACTORS[(backend, dtype)]
-    same_backend = [f for (b, _), f in FACTORS.items() if b == backend]
-    return statistics.median(same_backend or list(FACTORS.values()))
+    """A combination the fit has not seen costs its backend's median, else the median of all."""
+    factors = _fit()[0]
+    if (backend, dtype) in factors:
+        return factors[(backend, dtype)]
+    same_backend = [f for (b, _), f in factors.items() if b == backend]
+    return statistics.median(same_backend or list(factors.values()))
 
 
 def model_cost(case: _Case, input_size: int) -> float:
@@ -100,7 +112,7 @@ def assign(costs: Mapping[str, float], n: int, first_shard_start: float = 0.0) -
 
 def claims_cost(cases: Sequence[_Case], input_size: int, durations: Mapping[str, float] | None = None) -> float:
     """Expected seconds of the claims (shard 1's extra work), in the durations' scale."""
-    return CLAIMS_S * _scale(cases, input_size, durations)
+    return _fit()[1] * _scale(cases, input_size, durations)
 
 
 def shard_cases(cases: Sequence[_Case], k: int, n: int, input_size: int,

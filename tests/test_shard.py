@@ -81,11 +81,13 @@ def test_assign_refuses_zero_shards():
 
 
 def test_on_the_measured_default_matrix_the_slowest_of_three_shards_is_near_the_mean(cases):
-    """benchmarks/durations.json: a cold run of matrix.yaml. Shards judged by what the cases took."""
+    """default_durations.json: a cold run of matrix.yaml. Shards judged by what the cases took."""
     from resnetbench import results
-    from resnetbench.shard import CLAIMS_S
+    from resnetbench.shard import DEFAULT_DURATIONS, claims_cost
 
-    durations = durations_from(results.load(ROOT / "benchmarks" / "durations.json"))
+    durations = durations_from(results.load(DEFAULT_DURATIONS))
+    CLAIMS_S = claims_cost(cases, 224, durations)
+    assert 80 < CLAIMS_S < 100  # measured: 723 s of wall time, 632 s in the cases
     assert len(durations) >= 38 and set(durations) <= {c.id for c in cases}
 
     def slowest_over_mean(split):
@@ -96,3 +98,18 @@ def test_on_the_measured_default_matrix_the_slowest_of_three_shards_is_near_the_
     on_the_model = slowest_over_mean(lambda k: shard_cases(cases, k, 3, 224))
     by_position = slowest_over_mean(lambda k: [c for i, c in enumerate(cases) if i % 3 == k - 1])
     assert on_durations <= 1.05 and on_the_model <= 1.25 < by_position, (on_durations, on_the_model, by_position)
+
+
+def test_the_cost_model_is_fitted_on_the_shipped_durations(cases):
+    """Each fitted factor reproduces the median of its measured cases (an independent recount)."""
+    import json
+    import statistics
+
+    from resnetbench.shard import DEFAULT_DURATIONS, GMACS_224
+
+    data = json.loads(DEFAULT_DURATIONS.read_text())
+    run = [c for c in data["cases"] if c["outcome"] != "skipped"]
+    eager_fp32 = [c["duration_s"] / GMACS_224[c["arch"]] for c in run if (c["backend"], c["dtype"]) == ("eager", "fp32")]
+    r18 = next(c for c in cases if c.id == "resnet18-fp32-none-eager-b1")
+    assert model_cost(r18, 224) == pytest.approx(GMACS_224["resnet18"] * statistics.median(eager_fp32))
+    assert len(eager_fp32) == 5
