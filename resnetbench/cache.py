@@ -4,7 +4,9 @@ A key is a hash of a JSON description (architecture, weights id, compression and
 settings, dtype, backend, input size, library versions). Each entry is a directory
 holding the artifact's files and ``meta.json``; an entry without a readable
 ``meta.json`` is incomplete (its writer died) and is rebuilt. The modification time of
-``meta.json`` records the last use, for least-recently-used eviction.
+``meta.json`` records the last use, for least-recently-used eviction. Under
+pytest-xdist two workers may want one entry (the trained weights many cases share):
+a lock file per entry (in ``.locks``) makes the second wait for the first's build and use it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 CACHE_ENV = "RESNETBENCH_CACHE"
 META = "meta.json"
@@ -75,33 +79,39 @@ class ArtifactCache:
         """Return (entry dir, meta); ``build(dir)`` writes the files and returns meta."""
         path = self.entry(kind, name, description)
         meta_file = path / META
-        cached = _read_meta(meta_file)
+        cached = self._hit(meta_file)
         if cached is not None:
-            self.hits += 1
-            _touch(meta_file)
-            return path, {**cached, "cached": True}
-        self.misses += 1
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            meta = build(tmp)
-            meta = {**meta, "description": description, "created": time.time()}
-            (tmp / META).write_text(json.dumps(meta, default=str, indent=1), encoding="utf-8")
-            shutil.rmtree(path, ignore_errors=True)
-            try:
-                tmp.rename(path)
-            except OSError:
-                # another process finished the same entry first: keep theirs
-                if _read_meta(meta_file) is None:
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
+            return path, cached
+        locks = self.root / ".locks"  # beside the entries, not among them
+        locks.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(locks / f"{kind}-{path.name}.lock")):
+            cached = self._hit(meta_file)  # another worker built it while this one waited
+            if cached is not None:
+                return path, cached
+            self.misses += 1
+            tmp = path.with_name(path.name + f".tmp{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            tmp.mkdir(parents=True)
+            try:
+                meta = build(tmp)
+                meta = {**meta, "description": description, "created": time.time()}
+                (tmp / META).write_text(json.dumps(meta, default=str, indent=1), encoding="utf-8")
+                shutil.rmtree(path, ignore_errors=True)  # an incomplete entry a dead writer left
+                tmp.rename(path)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         _touch(meta_file)
         self.evict(keep=path)
         return path, {**meta, "cached": False}
+
+    def _hit(self, meta_file: Path) -> dict[str, Any] | None:
+        cached = _read_meta(meta_file)
+        if cached is None:
+            return None
+        self.hits += 1
+        _touch(meta_file)
+        return {**cached, "cached": True}
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file()) if self.root.exists() else 0

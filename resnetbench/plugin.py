@@ -5,6 +5,12 @@ With it, the suite in ``resnetbench/suite/`` is collected, ``case`` is parametri
 from the matrix (session scope, so the size, accuracy and latency tests of one case
 run together and share one build), and every finished test updates the results file
 atomically.
+
+Under pytest-xdist (``-n 2``) the controller owns the results file: each worker sends
+the case records and claims its tests changed on the test report itself
+(``report.resnetbench``), and the controller writes them as they arrive. A case's tests
+stay on one worker (the default ``--dist load`` becomes ``_CaseScheduling``) so they
+share one build; the machine lock in ``quiet.py`` keeps every latency timing alone.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ class RunState:
     baseline: dict[str, Any] | None = None
     shard: tuple[int, int] | None = None  # (K, N) of --shard
     matrix_case_ids: list[str] = field(default_factory=list)  # every case of the unsharded matrix
+    role: str = "serial"  # "serial", or under pytest-xdist "controller" / "worker"
+    sent: dict[str, str] = field(default_factory=dict)  # worker: what it last sent, per record/claim
+    worker_cache: dict[str, tuple[int, int]] = field(default_factory=dict)  # controller: hits, builds
 
     @property
     def runs_claims(self) -> bool:
@@ -101,7 +110,32 @@ class RunState:
         }
 
     def write(self) -> None:
+        if self.role == "worker":
+            return  # the controller writes what the worker's reports carry
         results_io.write_atomic(self.results_path, self.results())
+
+    def changes(self) -> dict[str, Any]:
+        """Worker: the records and claims changed since the last call, as plain dicts."""
+        import json
+
+        out: dict[str, Any] = {"records": {}, "claims": {}, "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+                               "cache": [self.cache.hits, self.cache.misses]}
+        for part, items in (("records", {k: r.to_dict() for k, r in self.records.items()}), ("claims", self.claims)):
+            for key, value in items.items():
+                text = json.dumps(value, sort_keys=True, default=str)
+                if self.sent.get(f"{part}:{key}") != text:
+                    self.sent[f"{part}:{key}"] = text
+                    out[part][key] = json.loads(text)
+        return out
+
+    def receive(self, payload: dict[str, Any]) -> None:
+        """Controller: take a worker's changes (``changes``) into the results."""
+        for case_id, data in payload["records"].items():
+            self.records[case_id] = CaseRecord.from_dict(data)
+        self.claims.update(payload["claims"])
+        self.worker_cache[str(payload["worker"])] = tuple(payload["cache"])  # type: ignore[assignment]
+        if payload["records"] or payload["claims"]:
+            self.write()
 
 
 STATE = pytest.StashKey[RunState]()
@@ -191,6 +225,11 @@ def pytest_configure(config: pytest.Config) -> None:
             state.baseline = results_io.load(baseline_path)
         except results_io.ResultsError as exc:
             raise pytest.UsageError(f"--baseline: {exc}") from None
+    if hasattr(config, "workerinput"):
+        state.role = "worker"
+    elif config.getoption("dist", "no") != "no":
+        state.role = "controller"
+        config.pluginmanager.register(_Controller(state), "resnetbench-controller")
     config.stash[STATE] = state
     # Collect the packaged suite instead of the project's tests (unless paths were given).
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -199,6 +238,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args.append(str(SUITE))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist starts workers: the calibration runs alone
 def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None:
@@ -206,6 +246,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from resnetbench.environment import calibration_kernel, fingerprint, peak_gflops, set_threads
 
     set_threads(state.threads)
+    if state.role == "worker":
+        state.environment = session.config.workerinput["resnetbench_environment"]  # type: ignore[attr-defined]
+        return
     state.environment = {
         "fingerprint": fingerprint(state.threads),
         "threads": state.threads,
@@ -213,9 +256,56 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         "peak": peak_gflops(),
         # bf16 (AMX/AVX512-BF16) has its own, higher roof; int8 cases are still compared with fp32's
         "peak_bf16": peak_gflops(dtype="bf16"),
-        "xdist_worker": os.environ.get("PYTEST_XDIST_WORKER"),
+        "xdist_workers": len(session.config.getoption("tx") or []) if state.role == "controller" else None,
     }
     state.environment["peak_gflops"] = state.environment["peak"]["gflops"]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: workers reuse its environment instead of calibrating beside each other."""
+    state = node.config.stash.get(STATE, None)
+    if state is not None:
+        node.workerinput["resnetbench_environment"] = state.environment
+
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's default ``--dist load`` would scatter a case's tests over workers, each building it."""
+    if config.stash.get(STATE, None) is None or config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class _CaseScheduling(LoadScopeScheduling):
+        """Schedules by case: ``test_size[ID]``, ``test_accuracy[ID]`` and ``test_latency[ID]`` go together.
+
+        (xdist's ``xdist_group`` mark would do this, but xdist 3.8 rewrites ``item._nodeid``,
+        which pytest 9.2 no longer reads.)
+        """
+
+        def _split_scope(self, nodeid: str) -> str:
+            return case_scope(nodeid)
+
+    return _CaseScheduling(config, log)
+
+
+def case_scope(nodeid: str) -> str:
+    """The unit of xdist scheduling: the case id for a case's tests, else the test itself."""
+    name, bracket, param = nodeid.partition("[")
+    return param.removesuffix("]") if bracket and name.rsplit("::", 1)[-1] in TEST_KINDS else nodeid
+
+
+class _Controller:
+    """xdist controller: takes the records and claims the workers' reports carry."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = getattr(report, "resnetbench", None)
+        if payload is not None:
+            self.state.receive(payload)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -256,15 +346,23 @@ def run_state(request: pytest.FixtureRequest) -> RunState:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     state = item.config.stash.get(STATE, None)
+    if state is not None:
+        _update_record(item, report, state)
+        if state.role == "worker":
+            report.resnetbench = state.changes()  # type: ignore[attr-defined]  # travels to the controller
+    return report
+
+
+def _update_record(item: pytest.Item, report: pytest.TestReport, state: RunState) -> None:
     callspec = getattr(item, "callspec", None)
-    if state is None or callspec is None:
-        return report
+    if callspec is None:
+        return
     kind = TEST_KINDS.get(getattr(item, "originalname", ""))
     if kind is None:
-        return report
+        return
     case = callspec.params.get("case")
     if case is None:
-        return report
+        return
     rec = state.record(case)
     rec.duration_s = (rec.duration_s or 0.0) + report.duration
     tests = rec.tests = rec.tests if rec.tests is not None else {}
@@ -277,7 +375,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         rec.reason = _reason(report)
     if report.when == "teardown" or outcome != "passed":
         state.write()
-    return report
 
 
 def _outcome(report: pytest.TestReport) -> str:
@@ -299,7 +396,7 @@ def _reason(report: pytest.TestReport) -> str:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(STATE, None)
-    if state is None:
+    if state is None or state.role == "worker":
         return
     from resnetbench.environment import calibration_kernel
     from resnetbench.measure.stability import recheck_run
@@ -348,7 +445,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         f"{len(state.records)} cases: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     )
     terminalreporter.write_line(f"results: {state.results_path}")
-    terminalreporter.write_line(f"cache: {state.cache.root} ({state.cache.hits} hits, {state.cache.misses} builds)")
+    hits = state.cache.hits + sum(h for h, _ in state.worker_cache.values())
+    builds = state.cache.misses + sum(b for _, b in state.worker_cache.values())
+    terminalreporter.write_line(f"cache: {state.cache.root} ({hits} hits, {builds} builds)")
     if "gate_table" in state.memo:
         terminalreporter.section("regression gate")
         terminalreporter.write_line(state.memo["gate_table"])

@@ -204,6 +204,7 @@ class LatencyRecord(_Record):
     stability: dict[str, Any] | None = None  # verdict: STABILITY_VERDICTS
     threads: int | None = None
     ran_alone: bool | None = None
+    foreign_load_cores: float | None = None
     wall_s: float | None = None
     runtime: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None  # decision: DECISIONS

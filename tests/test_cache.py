@@ -175,3 +175,34 @@ def test_default_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.delenv(CACHE_ENV)
     monkeypatch.chdir(tmp_path)
     assert default_cache_dir() == (tmp_path / ".resnetbench-cache").resolve()
+
+
+BUILD_IN_CHILD = """
+import sys, time
+from pathlib import Path
+from resnetbench.cache import ArtifactCache
+
+def build(out):
+    with open(sys.argv[2], "a") as fh:
+        fh.write("built\\n")
+    time.sleep(1.0)
+    (out / "w.bin").write_bytes(b"w")
+    return {"files": ["w.bin"]}
+
+path, meta = ArtifactCache(Path(sys.argv[1])).get_or_build("weights", "shared", {"k": 1}, build)
+print(meta["cached"], (path / "w.bin").read_bytes().decode())
+"""
+
+
+def test_two_processes_wanting_one_entry_build_it_once(tmp_path):
+    """pytest-xdist workers: the second waits for the first's build instead of repeating or deleting it."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "builds.log"
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD_IN_CHILD, str(tmp_path / "c"), str(log)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outputs == ["False w", "True w"]
+    assert log.read_text() == "built\n"

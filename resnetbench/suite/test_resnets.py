@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 
+from resnetbench import quiet
 from resnetbench.formulas import GUIDE_PARAMS_M, SPECS, TORCHVISION_PARAMS, count_resnet
 
 
@@ -45,7 +46,8 @@ def built(case: Any, run_state: Any, request: pytest.FixtureRequest) -> Any:
         pytest.skip(reason)
     from resnetbench.build import build_case
 
-    b = build_case(run_state.config, case, run_state.cache, run_state.threads)
+    with quiet.shared(run_state.cache.root):
+        b = build_case(run_state.config, case, run_state.cache, run_state.threads)
     record.conversion = b.conversion
     record.compression_info = b.compression_info
     record.artifact = {"dir": str(b.entry), "kind": type(b).__name__, "runtime": b.meta.get("runtime", {})}
@@ -102,8 +104,9 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
     from resnetbench.records import AccuracyRecord
 
     _skip_unless_runnable(case, run_state)
-    ref = reference_for(run_state.config, case, run_state.cache, run_state.memo)
-    out = run_batches(built, ref.inputs.images)
+    with quiet.shared(run_state.cache.root):
+        ref = reference_for(run_state.config, case, run_state.cache, run_state.memo)
+        out = run_batches(built, ref.inputs.images)
     rec = run_state.record(case)
     expected_shape = tuple(ref.logits.shape)
     if tuple(out.shape) != expected_shape:
@@ -126,8 +129,6 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
 
 @pytest.mark.latency
 def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
-    from filelock import FileLock
-
     from resnetbench.measure.latency import count_flops, roofline, summarize
     from resnetbench.records import LatencyRecord
 
@@ -136,10 +137,14 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     x = torch.randn(case.batch, 3, cfg.input_size, cfg.input_size, generator=torch.Generator().manual_seed(cfg.seed))
     native = built.runner.prepare(x)
     benchmark.extra_info.update({"case": case.id, "threads": run_state.threads})
-    reference = _reference(case, run_state)
-    # Timed cases never overlap: under xdist every worker takes the same lock.
-    run_state.cache.root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(run_state.cache.root / "latency.lock")):
+    key = ("flops", case.arch, case.compression, cfg.input_size, case.batch)
+    with quiet.shared(run_state.cache.root):
+        reference = _reference(case, run_state)
+        if key not in run_state.memo:
+            run_state.memo[key] = count_flops(built.fp32_model, torch.randn(case.batch, 3, cfg.input_size,
+                                                                            cfg.input_size))
+    # No other worker builds, evaluates or times while this case is timed; ForeignLoad sees the rest.
+    with quiet.exclusive(run_state.cache.root), quiet.ForeignLoad() as foreign:
         samples, paired, wall, stability = _time_until_stable(built, native, reference, run_state, benchmark)
         gate = _gate(case, paired, run_state) if stability["verdict"] != "unstable" else None
         if gate is not None and gate["decision"] == "inconclusive":
@@ -153,9 +158,6 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             assert rerun is not None
             gate = {**rerun, "rerun": True}
     rec = summarize(samples, case.batch)
-    key = ("flops", case.arch, case.compression, cfg.input_size, case.batch)
-    if key not in run_state.memo:
-        run_state.memo[key] = count_flops(built.fp32_model, torch.randn(case.batch, 3, cfg.input_size, cfg.input_size))
     flops = run_state.memo[key]
     env = run_state.environment
     rec.update(
@@ -168,12 +170,16 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             "paired": paired,
             "stability": stability,
             "threads": run_state.threads,
-            "ran_alone": True,
+            # measured: other processes kept fewer than quiet.ALONE_BELOW_CORES cores busy (None off Linux)
+            "ran_alone": foreign.alone,
+            "foreign_load_cores": foreign.cores,
             "wall_s": wall,
             "runtime": built.meta.get("runtime", {}),
         }
     )
     run_state.record(case).latency = LatencyRecord.from_dict(rec)
+    if foreign.alone is False:
+        run_state.record(case).note(f"latency timed beside other load: {foreign.cores} cores busy elsewhere")
     if stability["verdict"] == "unstable":
         run_state.record(case).note(
             f"latency unstable after {len(stability['attempts'])} timings: {'; '.join(stability['reasons'])}")
@@ -262,7 +268,8 @@ def _gate(case: Any, paired: dict[str, Any], run_state: Any) -> dict[str, Any] |
 def test_claim(claim: str, run_state: Any) -> None:
     from resnetbench.claims import CLAIMS
 
-    result = CLAIMS[claim](run_state.cache)
+    with quiet.shared(run_state.cache.root):
+        result = CLAIMS[claim](run_state.cache)
     run_state.claims[claim] = result.to_dict()
     run_state.write()
     for what, measured, known in result.checks:

@@ -1,0 +1,92 @@
+"""Keeping timed work alone on the machine.
+
+Under pytest-xdist several workers share the cores. Building artifacts and computing
+accuracy may overlap each other, but nothing may run beside a latency timing. One lock
+file in the artifact cache arbitrates: work takes it shared, a timing takes it
+exclusive (``fcntl.flock``, so the kernel releases it when a worker dies). The lock
+keeps *our* workers away; ``ForeignLoad`` measures whether anything else was busy,
+so ``ran_alone`` in a latency record is an observation, not a promise.
+
+Never nest the two on one process: a shared hold and an exclusive request on two file
+descriptors of the same process would wait on each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; timings are then serialised only within one process
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = "machine.lock"
+# A timing counts as alone when other processes kept less than this many cores busy on average.
+ALONE_BELOW_CORES = 0.25
+
+
+@contextlib.contextmanager
+def _flock(directory: Path, mode: int) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_NAME, "a+b") as fh:
+        fcntl.flock(fh.fileno(), mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def shared(directory: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold while building or evaluating: any number of workers at once, never beside a timing."""
+    return _flock(directory, fcntl.LOCK_SH if fcntl else 0)
+
+
+def exclusive(directory: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold while timing: waits until no other worker builds, evaluates or times."""
+    return _flock(directory, fcntl.LOCK_EX if fcntl else 0)
+
+
+def _busy_cpu_seconds() -> float | None:
+    """Seconds of CPU time all processes have used since boot (Linux ``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait is busy
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class ForeignLoad:
+    """Cores other processes kept busy while the ``with`` block ran (``cores``; None off Linux)."""
+
+    def __init__(self) -> None:
+        self.cores: float | None = None
+
+    def __enter__(self) -> ForeignLoad:
+        self._busy, self._own, self._wall = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, own, wall = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+        if busy is None or self._busy is None or wall <= self._wall:
+            return
+        # clock ticks are 10 ms: a short window can read slightly negative
+        self.cores = round(max(0.0, ((busy - self._busy) - (own - self._own)) / (wall - self._wall)), 3)
+
+    @property
+    def alone(self) -> bool | None:
+        return None if self.cores is None else self.cores < ALONE_BELOW_CORES
