@@ -228,8 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cache)
 
     # The measuring tools: importing them imports no torch (only running them does).
-    from resnetbench.tools import benchbackends, gatecheck, mutations
+    from resnetbench.tools import benchbackends, cilocal, gatecheck, mutations
 
+    cilocal.add_parser(sub)
     gatecheck.add_parser(sub)
     benchbackends.add_parser(sub)
     mutations.add_parser(sub)
