@@ -206,6 +206,7 @@ class LatencyRecord(_Record):
     ran_alone: bool | None = None
     foreign_load_cores: float | None = None
     wall_s: float | None = None
+    timing_s: float | None = None
     runtime: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None  # decision: DECISIONS
 

@@ -101,7 +101,7 @@ LATENCY_PROPERTIES: dict[str, Any] = {
             "attempts": {"type": "array", "items": {"type": "object"}},
         },
     },
-    "threads": _INT, "ran_alone": _BOOL, "foreign_load_cores": _NUM, "wall_s": _NUM, "runtime": _OBJ,
+    "threads": _INT, "ran_alone": _BOOL, "foreign_load_cores": _NUM, "wall_s": _NUM, "timing_s": _NUM, "runtime": _OBJ,
     "gate": {
         "type": ["object", "null"],
         "properties": {"decision": {"type": "string", "enum": list(DECISIONS)}},

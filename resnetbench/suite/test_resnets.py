@@ -129,7 +129,7 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
 
 @pytest.mark.latency
 def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
-    from resnetbench.measure.latency import count_flops, roofline, summarize
+    from resnetbench.measure.latency import roofline, summarize
     from resnetbench.records import LatencyRecord
 
     _skip_unless_runnable(case, run_state)
@@ -137,12 +137,9 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     x = torch.randn(case.batch, 3, cfg.input_size, cfg.input_size, generator=torch.Generator().manual_seed(cfg.seed))
     native = built.runner.prepare(x)
     benchmark.extra_info.update({"case": case.id, "threads": run_state.threads})
-    key = ("flops", case.arch, case.compression, cfg.input_size, case.batch)
     with quiet.shared(run_state.cache.root):
         reference = _reference(case, run_state)
-        if key not in run_state.memo:
-            run_state.memo[key] = count_flops(built.fp32_model, torch.randn(case.batch, 3, cfg.input_size,
-                                                                            cfg.input_size))
+        flops = _flops(case, built, run_state)
     # No other worker builds, evaluates or times while this case is timed; ForeignLoad sees the rest.
     with quiet.exclusive(run_state.cache.root), quiet.ForeignLoad() as foreign:
         samples, paired, wall, stability = _time_until_stable(built, native, reference, run_state, benchmark)
@@ -152,13 +149,14 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             from resnetbench.measure.latency_reference import time_pairs
 
             lat = cfg.latency
+            start = time.perf_counter()
             paired = {**time_pairs(reference, built.runner.run, native, 2 * lat["pairs"]),
                       "blocks": 2 * lat["blocks"], "reference_key": reference.key}
+            stability["timing_s"] += time.perf_counter() - start
             rerun = _gate(case, paired, run_state)  # the same baseline: not None when the first was not
             assert rerun is not None
             gate = {**rerun, "rerun": True}
     rec = summarize(samples, case.batch)
-    flops = run_state.memo[key]
     env = run_state.environment
     rec.update(
         {
@@ -174,6 +172,9 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             "ran_alone": foreign.alone,
             "foreign_load_cores": foreign.cores,
             "wall_s": wall,
+            # seconds inside the plain loops and the reference pairs, re-timings included: what
+            # a warm run should spend its time on
+            "timing_s": round(stability.pop("timing_s"), 3),
             "runtime": built.meta.get("runtime", {}),
         }
     )
@@ -187,6 +188,27 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
         run_state.record(case).latency.gate = gate
         if gate["decision"] == "regressed":
             pytest.fail(f"{case.id}: latency regressed against the baseline: {gate['reason']}", pytrace=False)
+
+
+def _flops(case: Any, built: Any, run_state: Any) -> dict[str, int]:
+    """FLOPs of the case's fp32 graph, counted once and kept in the artifact cache (deterministic)."""
+    from resnetbench.build import base_description, code_version, settings_for
+    from resnetbench.measure.latency import count_flops
+
+    cfg = run_state.config
+    # what the compressed model's structure depends on, as its own cache entry (build.compressed_model)
+    prepare = built.method.prepare
+    desc = {**base_description(cfg, case.arch), "compression": case.compression, "settings": settings_for(case),
+            "dataset": cfg.dataset, "batch": case.batch,
+            "code": code_version("resnetbench.measure.latency", *([prepare.__module__] if prepare else []))}
+    key = ("flops", repr(desc))
+    if key not in run_state.memo:
+        sample = torch.randn(case.batch, 3, cfg.input_size, cfg.input_size)
+        _, meta = run_state.cache.get_or_build(
+            "flops", f"{case.arch}-{case.compression}-b{case.batch}", desc,
+            lambda out: {"files": [], **count_flops(built.fp32_model, sample)})
+        run_state.memo[key] = {"flops": int(meta["flops"]), "macs": int(meta["macs"])}
+    return run_state.memo[key]
 
 
 def _reference(case: Any, run_state: Any) -> Any:
@@ -216,6 +238,7 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any,
     lat = run_state.config.latency
     best = run_state.memo.setdefault("reference-best-ms", {})
     attempts: list[dict[str, Any]] = []
+    timing_s = 0.0
     for attempt in range(1 + lat.get("retimes", 0)):
         if attempt:
             time.sleep(RETIME_PAUSE_S)  # let whatever loaded the machine pass
@@ -230,6 +253,7 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any,
         wall = time.perf_counter() - start
         paired = {**time_pairs(reference, built.runner.run, native, lat["pairs"]),
                   "blocks": lat["blocks"], "reference_key": reference.key}
+        timing_s += time.perf_counter() - start
         check = assess(samples, paired["reference_ms"], best.get(reference.key), paired["case_ms"])
         attempts.append({"verdict": check["verdict"], "reasons": check["reasons"], "figures": check["figures"],
                          "median_ms": float(sorted(samples)[len(samples) // 2])})
@@ -238,7 +262,7 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any,
             best[reference.key] = min(best.get(reference.key, ref_median), ref_median)
             break
     verdict = "unstable" if check["verdict"] == "unstable" else ("retimed" if len(attempts) > 1 else "stable")
-    return samples, paired, wall, {**check, "verdict": verdict, "attempts": attempts}
+    return samples, paired, wall, {**check, "verdict": verdict, "attempts": attempts, "timing_s": timing_s}
 
 
 RETIME_PAUSE_S = 2.0
