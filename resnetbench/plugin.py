@@ -53,6 +53,7 @@ class RunState:
     memo: dict[Any, Any] = field(default_factory=dict)
     started: str = ""
     baseline: dict[str, Any] | None = None
+    fresh_outputs: bool = False  # --fresh-outputs: never reuse a case's cached outputs
     shard: tuple[int, int] | None = None  # (K, N) of --shard
     matrix_case_ids: list[str] = field(default_factory=list)  # every case of the unsharded matrix
     role: str = "serial"  # "serial", or under pytest-xdist "controller" / "worker"
@@ -163,6 +164,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     # pytest itself owns --durations (the slowest tests); pytest-split names this --durations-path.
     group.addoption("--durations-path", metavar="FILE", default=None, dest="shard_durations",
                     help="a previous results file: --shard balances on its measured case durations")
+    group.addoption("--fresh-outputs", action="store_true", default=False,
+                    help="run every artifact on the accuracy inputs even when its outputs are cached")
     group.addoption("--cache-dir", metavar="PATH", default=None,
                     help="artifact cache (default: $RESNETBENCH_CACHE or .resnetbench-cache)")
 
@@ -217,6 +220,7 @@ def pytest_configure(config: pytest.Config) -> None:
         cache=ArtifactCache(cache_dir, int(max_gb * 1e9) if max_gb else None),
         started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         shard=(k, n) if shard else None,
+        fresh_outputs=config.getoption("fresh_outputs"),
         matrix_case_ids=all_ids if shard else [],
     )
     baseline_path = config.getoption("baseline")

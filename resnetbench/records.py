@@ -176,6 +176,8 @@ class AccuracyRecord(_Record):
     message: str | None = None
     reference: str | None = None
     dataset: dict[str, Any] | None = None
+    # the case's outputs came from the artifact cache (same artifact, runner, inputs, threads, machine)
+    outputs_cached: bool | None = None
 
 
 @dataclass

@@ -84,7 +84,7 @@ ACCURACY_PROPERTIES: dict[str, Any] = {
     "metrics": _OBJ, "agreement": _OBJ, "margin": _OBJ, "degenerate": _STR, "task": _OBJ,
     "tolerances": {"type": ["object", "null"], "additionalProperties": {"type": "number"}},
     "checks": {"type": ["array", "null"], "items": {"type": "object"}},
-    "message": _STR, "reference": _STR, "dataset": _OBJ,
+    "message": _STR, "reference": _STR, "dataset": _OBJ, "outputs_cached": _BOOL,
 }
 LATENCY_PROPERTIES: dict[str, Any] = {
     # the items are checked by compare, which says "must be a list of positive numbers"

@@ -106,7 +106,7 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
     _skip_unless_runnable(case, run_state)
     with quiet.shared(run_state.cache.root):
         ref = reference_for(run_state.config, case, run_state.cache, run_state.memo)
-        out = run_batches(built, ref.inputs.images)
+        out, outputs_cached = _case_outputs(built, ref.inputs, run_state)
     rec = run_state.record(case)
     expected_shape = tuple(ref.logits.shape)
     if tuple(out.shape) != expected_shape:
@@ -118,6 +118,7 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
         pytest.fail(f"{case.id}: {bad} outputs are NaN or Inf", pytrace=False)
     result = evaluate(out, ref.logits, case.tolerances, ref.inputs.labels, ref.fp32_logits, case.dtype)
     result["reference"] = ref.kind
+    result["outputs_cached"] = outputs_cached
     result["dataset"] = ref.inputs.describe()
     rec.accuracy = AccuracyRecord.from_dict(result)
     if result["degenerate"]:
@@ -125,6 +126,55 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
     # Fail closed: an accuracy test that cannot decide is not a pass.
     if result["verdict"] != "passed":
         pytest.fail(f"{case.id}: accuracy {result['verdict']}: {result['message']}", pytrace=False)
+
+
+def _case_outputs(built: Any, inputs: Any, run_state: Any) -> tuple[torch.Tensor, bool]:
+    """The case's logits on the accuracy inputs, and whether they came from the cache.
+
+    They are deterministic in what the key names: the artifact (its cache entry, whose key
+    holds the libraries, the backend's code and every setting), the runner's class and code
+    (a wrapped or patched runner is another key), the input tensor, the threads and the
+    machine. A warm run reads them; ``--fresh-outputs`` runs the artifact regardless.
+    """
+    from resnetbench.build import code_version
+    from resnetbench.measure.accuracy_reference import inputs_digest
+
+    if run_state.fresh_outputs:
+        return run_batches(built, inputs.images), False
+    runner = type(built.runner)
+    desc = {
+        "artifact": built.entry.name,
+        "runner": f"{runner.__module__}.{runner.__qualname__}",
+        "code": code_version(runner.__module__, __name__),
+        "methods": _methods_digest(built.runner),
+        "inputs_sha256": inputs_digest(inputs, run_state.memo),
+        "threads": run_state.threads,
+        "machine": (run_state.environment.get("fingerprint") or {}).get("hash"),
+    }
+
+    def build(out: Any) -> dict[str, Any]:
+        torch.save(run_batches(built, inputs.images), out / "outputs.pt")
+        return {"files": ["outputs.pt"]}
+
+    entry, meta = run_state.cache.get_or_build("outputs", built.case.id, desc, build)
+    logits = torch.load(entry / "outputs.pt", weights_only=True)  # tensors only, never code
+    return logits, bool(meta["cached"])
+
+
+def _methods_digest(runner: Any) -> str:
+    """A hash of the bytecode the runner's prepare/run/to_logits execute: a method patched at
+    run time (a conftest, a plugin) is another key, not a cache hit."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("prepare", "run", "to_logits"):
+        fn = getattr(runner, name)
+        fn = getattr(fn, "__func__", fn)
+        code = getattr(fn, "__code__", None)
+        digest.update(f"{name}:{getattr(fn, '__qualname__', type(fn).__name__)}".encode())
+        if code is not None:
+            digest.update(code.co_code + repr(code.co_consts).encode())
+    return digest.hexdigest()[:16]
 
 
 @pytest.mark.latency
