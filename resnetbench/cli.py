@@ -21,10 +21,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from resnetbench.matrix import expand
 
     try:
-        cfg = load_config(args.matrix)
+        cases = expand(load_config(args.matrix))
     except ConfigError as exc:
         return _err(str(exc))
-    cases = expand(cfg)
     print(f"{args.matrix}: valid, {len(cases)} cases")
     if args.list:
         for case in cases:
@@ -40,11 +39,11 @@ def cmd_shard(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.matrix)
+        cases = expand(cfg)
         k, n = parse_shard(args.shard)
         durations = durations_from(results_io.load(args.durations_path)) if args.durations_path else None
     except (ConfigError, ValueError) as exc:
         return _err(str(exc))
-    cases = expand(cfg)
     chosen = shard_cases(cases, k, n, cfg.input_size, durations, claims=cfg.claims)
     if args.format == "k":
         # a -k expression that selects exactly these cases ("[id]" cannot match a longer id)

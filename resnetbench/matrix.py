@@ -33,7 +33,7 @@ from typing import Any
 from resnetbench.architectures import DEFAULT_ARCH
 from resnetbench.backends import DEFAULT_BACKEND
 from resnetbench.compress import DEFAULT_COMPRESSION, get_method
-from resnetbench.config import AXES, Config
+from resnetbench.config import AXES, Config, ConfigError
 
 AXIS_DEFAULTS: dict[str, Any] = {
     "dtype": "fp32",
@@ -156,7 +156,7 @@ def tolerances_for(config: Config, dtype: str, compression: str) -> dict[str, fl
 
 
 def expand(config: Config) -> list[Case]:
-    """All cases of a matrix, ordered as written, ids unique."""
+    """All cases of a matrix, ordered as written, ids unique; ConfigError when there are none."""
     cases: dict[str, Case] = {}
     size_tol = {**DEFAULT_SIZE_TOLERANCE, **config.tolerances.get("size", {})}
     for combo in expand_combinations(config.matrix):
@@ -173,4 +173,7 @@ def expand(config: Config) -> list[Case]:
             settings=dict(config.compression_settings.get(combo["compression"], {})),
         )
         cases.setdefault(case.id, case)
+    if not cases:
+        # a run of nothing would pass: an exclude that removes everything is a mistake to report
+        raise ConfigError(f"{config.path}: the matrix expands to no cases (every combination is excluded)")
     return list(cases.values())

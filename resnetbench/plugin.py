@@ -193,9 +193,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         cfg = load_config(matrix)
+        cases = expand(cfg)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    cases = expand(cfg)
     all_ids = [c.id for c in cases]
     shard = config.getoption("shard")
     k = n = 0
@@ -365,7 +365,7 @@ def _update_record(item: pytest.Item, report: pytest.TestReport, state: RunState
     if kind is None:
         return
     case = callspec.params.get("case")
-    if case is None:
+    if not hasattr(case, "id"):  # absent, or pytest's NOTSET for a shard with no cases
         return
     rec = state.record(case)
     rec.duration_s = (rec.duration_s or 0.0) + report.duration

@@ -379,3 +379,11 @@ def test_compression_settings_reach_their_cases() -> None:
     cases = by_id(cfg)
     assert cases["resnet18-fp32-prune-l1-unstructured-eager-b1"].settings == {"amount": 0.3}
     assert cases["resnet18-fp32-none-eager-b1"].settings == {}
+
+
+def test_a_matrix_that_excludes_every_combination_is_an_error_naming_the_file() -> None:
+    from resnetbench.config import ConfigError
+
+    cfg = config({"arch": ["resnet18"], "backend": ["eager"], "exclude": [{"arch": "resnet18"}]})
+    with pytest.raises(ConfigError, match="expands to no cases"):
+        expand(cfg)

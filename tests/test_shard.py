@@ -113,3 +113,37 @@ def test_the_cost_model_is_fitted_on_the_shipped_durations(cases):
     r18 = next(c for c in cases if c.id == "resnet18-fp32-none-eager-b1")
     assert model_cost(r18, 224) == pytest.approx(GMACS_224["resnet18"] * statistics.median(eager_fp32))
     assert len(eager_fp32) == 5
+
+
+ZERO = """
+matrix:
+  arch: [resnet18]
+  backend: [eager]
+  exclude: [{arch: resnet18}]
+claims: false
+"""
+TWO = """
+matrix:
+  arch: [resnet18]
+  backend: [eager, onnxruntime]
+input_size: 32
+claims: false
+"""
+
+
+def test_a_matrix_of_no_cases_is_refused_everywhere(run_matrix, pytester, capsys):
+    from resnetbench.cli import main
+
+    result, data = run_matrix(ZERO)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and data is None
+    result.stderr.fnmatch_lines(["*the matrix expands to no cases*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert main(["validate", str(pytester.path / "m.yaml")]) == 2
+    assert "expands to no cases" in capsys.readouterr().err
+
+
+def test_a_shard_with_no_cases_passes_and_records_its_shard(run_matrix):
+    result, data = run_matrix(TWO, "--shard", "3/3")
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert data["cases"] == [] and data["shard"] == "3/3" and len(data["matrix_cases"]) == 2
