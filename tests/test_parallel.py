@@ -109,9 +109,10 @@ def _without_timings(case: dict) -> dict:
 
 @pytest.mark.slow
 def test_two_workers_write_the_same_results_as_a_serial_run(run_matrix):
-    serial, serial_data = run_matrix(MATRIX, "-m", "size or accuracy")
+    # --fresh-outputs: both runs execute every artifact (the second would read the first's outputs)
+    serial, serial_data = run_matrix(MATRIX, "-m", "size or accuracy", "--fresh-outputs")
     assert serial.ret == 0, serial.stdout.str()[-3000:]
-    parallel, parallel_data = run_matrix(MATRIX, "-m", "size or accuracy", "-n", "2")
+    parallel, parallel_data = run_matrix(MATRIX, "-m", "size or accuracy", "-n", "2", "--fresh-outputs")
     assert parallel.ret == 0, parallel.stdout.str()[-3000:]
     assert serial_data and parallel_data
     serial_cases, parallel_cases = by_id(serial_data), by_id(parallel_data)
