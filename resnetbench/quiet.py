@@ -60,7 +60,8 @@ def _busy_cpu_seconds() -> float | None:
             fields = [int(v) for v in fh.readline().split()[1:]]
     except (OSError, ValueError):
         return None
-    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait is busy
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait is busy;
+    # steal is the hypervisor running someone else on our core, which is foreign load too
     busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
     return busy / os.sysconf("SC_CLK_TCK")
 
