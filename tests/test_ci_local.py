@@ -21,28 +21,12 @@ dataset: {name: synthetic, samples: 8}
 latency: {warmup: 3, rounds: 20, pairs: 40, blocks: 8}
 claims: false
 """
-# The pull request's change: one case's runner does 20% more work per call (a spin, which
-# keeps the core busy as real work would); the latency reference is left alone.
+# The pull request's change: one case's runner does 20% more work per call (the gate-check
+# and mutation catalogue's injection, SlowedRunner); the latency reference is left alone.
 SLOWDOWN = f'''
-import time
-
 from resnetbench import build
 from resnetbench.measure.latency_reference import REFERENCE_ORIGIN
-
-
-class Slowed:
-    def __init__(self, inner):
-        self.inner = inner
-        self.prepare, self.to_logits = inner.prepare, inner.to_logits
-
-    def run(self, native):
-        start = time.perf_counter()
-        out = self.inner.run(native)
-        end = time.perf_counter() + (time.perf_counter() - start) * 0.20
-        while time.perf_counter() < end:
-            pass
-        return out
-
+from resnetbench.tools.gatecheck import SlowedRunner, wait_for
 
 original = build.build_case
 
@@ -50,7 +34,7 @@ original = build.build_case
 def build_slowed_case(config, case, cache, threads):
     built = original(config, case, cache, threads)
     if case.id == "{CASE}" and str(config.path) != REFERENCE_ORIGIN:
-        built.runner = Slowed(built.runner)
+        built.runner = SlowedRunner(built.runner, 0.20, wait_for(case.backend))
     return built
 
 
