@@ -54,7 +54,7 @@ def reference_for(config: Config, case: Case, cache: ArtifactCache, memo: dict[A
     arch = method.settings_for(case.settings)["teacher"] if by_teacher else case.arch
     key32 = ("fp32", arch)
     if key32 not in memo:
-        memo[key32] = _cached_logits(config, arch, "fp32", inputs, cache,
+        memo[key32] = _cached_logits(config, arch, "fp32", inputs, cache, memo,
                                      lambda: forward(base_model(config, arch, cache), inputs.images).float())
     fp32 = memo[key32]
     if by_teacher:
@@ -63,7 +63,7 @@ def reference_for(config: Config, case: Case, cache: ArtifactCache, memo: dict[A
         key64 = ("fp64", arch)
         if key64 not in memo:
             memo[key64] = _cached_logits(
-                config, arch, "fp64", inputs, cache,
+                config, arch, "fp64", inputs, cache, memo,
                 lambda: forward(base_model(config, arch, cache).double(), inputs.images.double()))
         return Reference(inputs, memo[key64], fp32, "fp64-golden")
     return Reference(inputs, fp32, fp32, "fp32-eager-uncompressed")
@@ -78,13 +78,13 @@ def inputs_digest(inputs: data.InputSet, memo: dict[Any, Any]) -> str:
 
 
 def _cached_logits(config: Config, arch: str, kind: str, inputs: data.InputSet, cache: ArtifactCache,
-                   compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+                   memo: dict[Any, Any], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
     """Reference logits from the cache, computed and stored on a miss."""
     desc = {
         **base_description(config, arch),
         "kind": kind,
         # the inputs themselves, not how they were named: a changed pipeline or seed is a new entry
-        "inputs_sha256": inputs_digest(inputs, {}),
+        "inputs_sha256": inputs_digest(inputs, memo),  # the suite's outputs cache hashes the same tensor
         "code": code_version("resnetbench.models", "resnetbench.weights", __name__),
     }
 
