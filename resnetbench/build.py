@@ -92,10 +92,13 @@ def base_description(config: Config, arch: str) -> dict[str, Any]:
 def base_model(config: Config, arch: str, cache: ArtifactCache) -> nn.Module:
     """The fp32, uncompressed model with the matrix's weights: a private copy the caller may change.
 
-    Initialising ResNet-152 takes a second and every case of an architecture needs the same
-    model, so the first one made in this process is kept (at most one per architecture
-    and weights: ~0.6 GB for all five) and copied (0.1 s).
+    Loading or training weights takes seconds and every case of an architecture needs the
+    same model, so the first one made in this process is kept (at most one per architecture
+    and weights: ~0.6 GB for all five) and copied (0.1 s). Random weights are kept by
+    ``build_model`` already.
     """
+    if config.weights["source"] == "random":
+        return create_model(arch, config.weights, num_classes_for(config.weights), cache.root)
     key = (arch, weights_id(config.weights), num_classes_for(config.weights), str(cache.root))
     if key not in _BASE_MODELS:
         _BASE_MODELS[key] = create_model(arch, config.weights, num_classes_for(config.weights), cache.root)
