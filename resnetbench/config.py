@@ -202,6 +202,15 @@ def json_schema(
                                 "description": "re-timings of a case whose timing was unstable"},
                 },
             },
+            "limits": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "per test of a case, enforced under --isolate (the worker is killed past them)",
+                "properties": {
+                    "timeout_s": {"type": "number", "exclusiveMinimum": 0},
+                    "memory_gb": {"type": "number", "exclusiveMinimum": 0},
+                },
+            },
             "cache": {
                 "type": "object",
                 "additionalProperties": False,
@@ -269,6 +278,7 @@ class Config:
     backends: dict[str, str] = field(default_factory=dict)
     compressions: dict[str, str] = field(default_factory=dict)
     gate: dict[str, float] = field(default_factory=dict)
+    limits: dict[str, float] = field(default_factory=dict)  # --isolate's per-test limits (isolation.py)
 
 
 def _key_matches(node: yaml.Node, key: Any) -> bool:
@@ -580,7 +590,7 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
             if dataset.get(key) and not Path(dataset[key]).is_absolute():
                 dataset = {**dataset, key: str(path.parent / dataset[key])}
     kwargs["dataset"] = dataset
-    for key in ("tolerances", "input_size", "seed", "threads", "allow_slow", "claims", "cache",
+    for key in ("tolerances", "input_size", "seed", "threads", "allow_slow", "claims", "cache", "limits",
                 "compression_settings", *EXTENSION_KEYS):
         if key in data:
             kwargs[key] = data[key]
