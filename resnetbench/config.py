@@ -9,8 +9,14 @@ the key or value, the allowed values and a did-you-mean.
 from __future__ import annotations
 
 import difflib
+import io
+import json
+import math
 import os
+import pickletools
 import re
+import stat
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +31,22 @@ from resnetbench.formulas import DTYPE_BYTES
 from resnetbench.records import AXES
 from resnetbench.registry import Registry, RegistryError
 
-__all__ = ["AXES", "Config", "ConfigError", "json_schema", "load_config"]
+__all__ = ["AXES", "Config", "ConfigError", "checkpoint_problem", "imagefolder_problem", "json_schema",
+           "load_config"]
 
 DTYPES = tuple(DTYPE_BYTES)
 # The extension kinds a matrix can declare by import path, and their registries.
 EXTENSION_KEYS = ("architectures", "backends", "compressions")
-IMPORT_PATH = re.compile(r"^[\w.]+:[\w.]+$")
+# Dotted identifiers on both sides: "..:x" or "a.:b" would reach importlib as a relative or
+# empty module name and fail there with something other than an ImportError.
+IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+# Hostile or broken input is refused before it can cost anything. The default matrix is
+# 3 KB and ~300 YAML nodes; these limits are a hundred times what a real matrix needs.
+MAX_MATRIX_BYTES = 1_000_000  # checked before the file is parsed
+MAX_YAML_NODES = 20_000  # after expanding aliases: 7 levels of 10-way aliases are 10^7 nodes
+MAX_YAML_DEPTH = 32
+MAX_LIST_ITEMS = 1_000  # jsonschema's uniqueItems is quadratic on mixed-type lists
+SEED_MAX = 2**32 - 1  # numpy's limit; torch takes 64 bits, the suite adds small offsets
 # A ResNet-18 224x224 latency case makes rounds + warm-up + 2 x (pairs + 2) calls, each
 # 28-40 ms here depending on the machine's period: 30 rounds took 5.0 s at 40 ms per
 # call, 20 rounds + 40 pairs (109 calls) stay under the 5 s budget. The gate needs the
@@ -50,6 +66,17 @@ ACCURACY_METRICS = {
     "top1_drop_points": ("max", "task top-1 drop against fp32 uncompressed, in points"),
     "top1_ratio": ("min", "task top-1 as a fraction of fp32 uncompressed"),
 }
+# The largest limit each metric can take: cosines and fractions cannot exceed 1 (a limit of
+# 5 would fail every case), a drop in points cannot exceed 100. The rest are open above.
+METRIC_MAXIMUM = {"cosine": 1, "centered_cosine": 1, "top1_agreement": 1, "top5_overlap": 1, "top1_ratio": 1,
+                  "top1_drop_points": 100}
+# Settings some backends read from a case's settings (its method's compression_settings,
+# ``ctx.settings`` in backends/): accepted under every method that declares its own.
+BACKEND_SETTINGS: dict[str, Any] = {
+    "compute_units": {"type": "string", "enum": ["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"]},
+    "performance_hint": {"type": "string", "enum": ["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"]},
+    "save_optimized": {"type": "boolean"},
+}
 
 
 class ConfigError(Exception):
@@ -57,11 +84,40 @@ class ConfigError(Exception):
 
 
 def _tolerance_block() -> dict[str, Any]:
+    def limit(metric: str) -> dict[str, Any]:
+        top = METRIC_MAXIMUM.get(metric)
+        return {"type": "number", "minimum": 0, **({"maximum": top} if top is not None else {})}
+
     return {
         "type": "object",
         "additionalProperties": False,
-        "properties": {m: {"type": "number", "minimum": 0} for m in ACCURACY_METRICS},
+        "properties": {m: limit(m) for m in ACCURACY_METRICS},
     }
+
+
+def _settings_schemas(compressions: tuple[str, ...], archs: tuple[str, ...]) -> dict[str, Any]:
+    """``compression_settings``: each method's declared settings (``Method.settings_schema``),
+    plus the settings backends read; a method that declares none takes any mapping."""
+
+    def resolve(prop: dict[str, Any]) -> dict[str, Any]:
+        prop = dict(prop)
+        if prop.pop("x-names", None) == "architectures":
+            prop["enum"] = list(archs)
+        return prop
+
+    out: dict[str, Any] = {}
+    for name in compressions:
+        try:
+            declared = COMPRESSIONS.get(name).settings_schema
+        except Exception:  # a broken plugin fails where a matrix uses it, not in every matrix
+            declared = None
+        if declared is None:
+            out[name] = {"type": "object"}
+            continue
+        properties = {key: resolve(prop) for key, prop in declared.items()}
+        properties.update({k: v for k, v in BACKEND_SETTINGS.items() if k not in properties})
+        out[name] = {"type": "object", "additionalProperties": False, "properties": properties}
+    return out
 
 
 def _registries() -> dict[str, Registry[Any]]:
@@ -81,6 +137,8 @@ def json_schema(
 
     def axis(values: dict[str, Any]) -> dict[str, Any]:
         return {"type": "array", "minItems": 1, "uniqueItems": True, "items": values}
+
+    seed = {"type": "integer", "minimum": 0, "maximum": SEED_MAX}
 
     axis_values: dict[str, dict[str, Any]] = {
         "arch": {"type": "string", "enum": list(archs)},
@@ -135,10 +193,10 @@ def json_schema(
                 "required": ["source"],
                 "properties": {
                     "source": {"type": "string", "enum": ["random", "torchvision", "path", "train"]},
-                    "seed": {"type": "integer"},
+                    "seed": seed,
                     "path": {"type": "string"},
                     "dataset": {"type": "string", "enum": ["digits"]},
-                    "epochs": {"type": "integer", "minimum": 1},
+                    "epochs": {"type": "integer", "minimum": 1, "maximum": 1000},
                 },
             },
         ]
@@ -155,8 +213,8 @@ def json_schema(
                     "path": {"type": "string"},
                     "labels": {"type": "string"},
                     "calibration": {"type": "string"},
-                    "samples": {"type": "integer", "minimum": 1},
-                    "seed": {"type": "integer"},
+                    "samples": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+                    "seed": seed,
                 },
             },
         ]
@@ -183,20 +241,20 @@ def json_schema(
             "weights": weights,
             "dataset": dataset,
             "input_size": {"type": "integer", "minimum": 16, "maximum": 1024},
-            "seed": {"type": "integer"},
-            "threads": {"type": "integer", "minimum": 1},
+            "seed": seed,
+            "threads": {"type": "integer", "minimum": 1, "maximum": 1024},
             "allow_slow": {"type": "boolean"},
             "claims": {"type": "boolean", "description": "also check the guide's claims (default true)"},
             "latency": {
                 "type": "object",
                 "additionalProperties": False,
                 "properties": {
-                    "warmup": {"type": "integer", "minimum": 0},
-                    "rounds": {"type": "integer", "minimum": 1,
+                    "warmup": {"type": "integer", "minimum": 0, "maximum": 10_000},
+                    "rounds": {"type": "integer", "minimum": 1, "maximum": 100_000,
                                "description": "timed calls in the pytest-benchmark loop (the reported latency)"},
-                    "pairs": {"type": "integer", "minimum": 1,
+                    "pairs": {"type": "integer", "minimum": 1, "maximum": 10_000,
                               "description": "[reference call, case call] pairs timed for the gate"},
-                    "blocks": {"type": "integer", "minimum": 1,
+                    "blocks": {"type": "integer", "minimum": 1, "maximum": 1_000,
                                "description": "blocks the pairs are cut into (the gate's unit)"},
                     "retimes": {"type": "integer", "minimum": 0, "maximum": 5,
                                 "description": "re-timings of a case whose timing was unstable"},
@@ -216,13 +274,13 @@ def json_schema(
                 "additionalProperties": False,
                 "properties": {
                     "dir": {"type": "string"},
-                    "max_gb": {"type": "number", "exclusiveMinimum": 0},
+                    "max_gb": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000},
                 },
             },
             "compression_settings": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {c: {"type": "object"} for c in compressions},
+                "properties": _settings_schemas(compressions, archs),
             },
             **{
                 key: {
@@ -237,7 +295,7 @@ def json_schema(
                 "type": "object",
                 "additionalProperties": False,
                 "properties": {
-                    "threshold": {"type": "number", "exclusiveMinimum": 0},
+                    "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10},  # as compare
                     # cases the fail-closed gate lets through, each with the reason it prints
                     "allow": {
                         "type": "array",
@@ -323,11 +381,16 @@ def _key_node(node: yaml.Node | None, path: list[Any], key: str) -> yaml.Node | 
     return parent
 
 
-def _duplicate_key(node: yaml.Node | None) -> tuple[str, int, int] | None:
+def _duplicate_key(node: yaml.Node | None, visited: set[int] | None = None) -> tuple[str, int, int] | None:
     """The first key written twice in one mapping: (key, first line, second line).
 
     PyYAML keeps the last value silently, so an axis written twice would lose its first list.
+    A node that aliases reach many times is looked at once.
     """
+    visited = set() if visited is None else visited
+    if node is None or id(node) in visited:
+        return None
+    visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for k, v in node.value:
@@ -336,15 +399,89 @@ def _duplicate_key(node: yaml.Node | None) -> tuple[str, int, int] | None:
                 if ident in seen:
                     return k.value, seen[ident], k.start_mark.line + 1
                 seen[ident] = k.start_mark.line + 1
-            found = _duplicate_key(v)
+            found = _duplicate_key(v, visited)
             if found:
                 return found
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            found = _duplicate_key(item)
+            found = _duplicate_key(item, visited)
             if found:
                 return found
     return None
+
+
+def _check_node_graph(path: Path, root: yaml.Node) -> None:
+    """Refuse, before anything walks the data, a YAML tree that is absurd once its aliases are
+    expanded: too many nodes (an alias bomb: 7 levels of 10-way aliases are 10^7 nodes in a
+    474-byte file), too deep, a list too long, or an alias to a node that contains it.
+
+    Linear in the nodes as written: the expanded size of each node is computed once.
+    """
+    expanded: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def line(node: yaml.Node) -> int:
+        return node.start_mark.line + 1
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in expanded:
+            return expanded[key]
+        if key in open_nodes:
+            raise ConfigError(f"{path}:{line(node)}: an alias refers to a mapping or list that contains it "
+                              f"(a structure without end); a matrix cannot be recursive.")
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{path}:{line(node)}: nested more than {MAX_YAML_DEPTH} levels deep; "
+                              f"a matrix needs at most six.")
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+            if len(children) > MAX_LIST_ITEMS:
+                raise ConfigError(f"{path}:{line(node)}: a list of {len(children):,} items; a matrix list "
+                                  f"may have at most {MAX_LIST_ITEMS:,}.")
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+            if len(node.value) > MAX_LIST_ITEMS:
+                raise ConfigError(f"{path}:{line(node)}: a mapping of {len(node.value):,} keys; a matrix mapping "
+                                  f"may have at most {MAX_LIST_ITEMS:,}.")
+        open_nodes.add(key)
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_YAML_NODES:
+                raise ConfigError(
+                    f"{path}:{line(node)}: this part of the file expands to more than {MAX_YAML_NODES:,} "
+                    f"values once its YAML aliases (*name) are expanded (an alias bomb?); a whole matrix "
+                    f"needs a few hundred. Write the values out, or alias less.")
+        open_nodes.discard(key)
+        expanded[key] = total
+        return total
+
+    size(root, 0)
+
+
+def _non_finite(data: Any, trail: tuple[Any, ...] = (), visited: set[int] | None = None) -> tuple[list[Any], float] | None:
+    """The first float that is NaN or infinite (YAML's .nan, .inf), and where: jsonschema lets
+    NaN through every minimum and maximum."""
+    visited = set() if visited is None else visited
+    if isinstance(data, float):
+        return None if math.isfinite(data) else (list(trail), data)
+    if isinstance(data, (dict, list)):
+        if id(data) in visited:
+            return None
+        visited.add(id(data))
+        items = data.items() if isinstance(data, dict) else enumerate(data)
+        for key, value in items:
+            found = _non_finite(value, (*trail, key), visited)
+            if found:
+                return found
+    return None
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value for a message, cut short (a message names the value, not a megabyte of it)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _where(path: list[Any]) -> str:
@@ -355,6 +492,8 @@ def _where(path: list[Any]) -> str:
 
 
 def _suggest(value: Any, allowed: list[Any]) -> str:
+    if isinstance(value, (dict, list)) or len(str(value)) > 100:
+        return ""
     close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
 
@@ -374,28 +513,29 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
         node = _key_node(root, path, key)
         place = f"in {where}" if path else "at the top level"
         allowed_text = ", ".join(allowed) if allowed else "(none)"
-        msg = f"unknown key {key!r} {place}. Allowed keys: {allowed_text}.{_suggest(key, allowed)}"
+        msg = f"unknown key {_shown(key)} {place}. Allowed keys: {allowed_text}.{_suggest(key, allowed)}"
         if isinstance(key, bool):
             msg += " (YAML reads a bare on/off/yes/no as a boolean; quote the key.)"
     elif validator == "enum":
         allowed = list(schema["enum"])
         msg = (
-            f"{where}: {error.instance!r} is not allowed. Allowed values: "
+            f"{where}: {_shown(error.instance)} is not allowed. Allowed values: "
             f"{', '.join(map(str, allowed))}.{_suggest(error.instance, allowed)}"
         )
     elif validator == "type":
         expected = schema["type"]
         got = _yaml_type(error.instance)
         if error.instance is not None:
-            got += f" {error.instance!r}"
+            got += f" {_shown(error.instance)}"
         msg = f"{where}: expected {_article(expected)}, got {got}."
         scalar = isinstance(error.instance, str | int | float) and not isinstance(error.instance, bool)
-        if expected == "array" and scalar:
+        if expected == "array" and scalar and len(str(error.instance)) <= 60:
             msg += f" Write a list, e.g. [{error.instance}]."
     elif validator in ("minimum", "exclusiveMinimum"):
-        msg = f"{where}: {error.instance!r} is too small; it must be {'>=' if validator == 'minimum' else '>'} {error.validator_value}."
-    elif validator == "maximum":
-        msg = f"{where}: {error.instance!r} is too large; it must be <= {error.validator_value}."
+        msg = f"{where}: {_shown(error.instance)} is too small; it must be {'>=' if validator == 'minimum' else '>'} {error.validator_value}."
+    elif validator in ("maximum", "exclusiveMaximum"):
+        op = "<=" if validator == "maximum" else "<"
+        msg = f"{where}: {_shown(error.instance)} is too large; it must be {op} {error.validator_value}."
     elif validator == "minItems":
         allowed = schema.get("items", {}).get("enum")
         hint = f" Allowed values: {', '.join(map(str, allowed))}." if allowed else ""
@@ -405,7 +545,7 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
         repeat = _node_at(root, [*path, index])
         if repeat is not None:
             node = repeat
-        msg = f"{where}: {value!r} appears more than once; each value may appear once."
+        msg = f"{where}: {_shown(value)} appears more than once; each value may appear once."
     elif validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         msg = f"{where}: missing the required key {', '.join(map(repr, missing))}."
@@ -417,11 +557,11 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
     elif validator == "minProperties":
         msg = f"{where}: an empty entry matches every case; name at least one axis."
     elif validator == "pattern":
-        msg = f"{where}: {error.instance!r} must look like 'package.module:function' (or ':Class', ':OBJECT')."
+        msg = f"{where}: {_shown(error.instance)} must look like 'package.module:function' (or ':Class', ':OBJECT')."
     elif validator == "oneOf":
-        msg = f"{where}: {error.instance!r} is not a valid value here ({_oneof_hint(path)})."
+        msg = f"{where}: {_shown(error.instance)} is not a valid value here ({_oneof_hint(path)})."
     else:
-        msg = f"{where}: {error.message}."
+        msg = f"{where}: {error.message[:200]}."
     line = node.start_mark.line + 1 if node is not None else None
     return msg, line
 
@@ -478,21 +618,7 @@ def load_config(path: str | os.PathLike[str], archs: tuple[str, ...] | None = No
         cfg.matrix["arch"]  # ['resnet18', 'resnet50']
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such matrix file.") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a matrix file.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the matrix file: {exc}.") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        raise ConfigError(_yaml_error(path, exc)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}.") from None
+    root, data = _parse(path, _read_text(path))
     if data is None:
         raise ConfigError(f"{path}: the file is empty; it needs at least a 'matrix:' mapping.")
     first = root.start_mark.line + 1 if root is not None else 1
@@ -502,9 +628,15 @@ def load_config(path: str | os.PathLike[str], archs: tuple[str, ...] | None = No
     if duplicate:
         key, line1, line2 = duplicate
         raise ConfigError(
-            f"{path}:{line2}: key {key!r} appears twice in one mapping (first on line {line1}); "
+            f"{path}:{line2}: key {_shown(key)} appears twice in one mapping (first on line {line1}); "
             f"YAML would keep only the last one. Merge the two entries."
         )
+    bad_number = _non_finite(data)
+    if bad_number:
+        trail, value = bad_number
+        spelled = ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+        raise ConfigError(f"{_line(path, root, trail)}: {_where(trail)}: {spelled} is not a finite number; "
+                          f"write a number such as 0.5.")
     _register_import_paths(path, data, root)
     known_archs = None
     if archs is not None:
@@ -520,8 +652,68 @@ def load_config(path: str | os.PathLike[str], archs: tuple[str, ...] | None = No
     return _normalise(path, data, root)
 
 
+def _read_text(path: Path) -> str:
+    """The matrix file's text: refused when it is not a readable file, above MAX_MATRIX_BYTES
+    (before anything parses it), or not UTF-8."""
+    try:
+        with path.open("rb") as fh:
+            info = os.fstat(fh.fileno())
+            if stat.S_ISREG(info.st_mode) and info.st_size > MAX_MATRIX_BYTES:
+                raise ConfigError(f"{path}: {info.st_size:,} bytes is too large for a matrix file (at most "
+                                  f"{MAX_MATRIX_BYTES:,}); refused before parsing it.")
+            raw = fh.read(MAX_MATRIX_BYTES + 1)  # a pipe or a device has no size to ask
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such matrix file.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a matrix file.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the matrix file: {exc.strerror or exc}.") from None
+    if len(raw) > MAX_MATRIX_BYTES:
+        raise ConfigError(f"{path}: more than {MAX_MATRIX_BYTES:,} bytes is too large for a matrix file; "
+                          f"refused before parsing it.")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                          f"save the matrix file as UTF-8.") from None
+
+
+def _parse(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
+    """The YAML node tree (for line numbers) and the data, with PyYAML's safe loader only (no
+    Python tags). The tree is checked (``_check_node_graph``) before the data is built."""
+    loader: yaml.SafeLoader | None = None
+    try:
+        loader = yaml.SafeLoader(text)  # checks the characters already
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_node_graph(path, root)
+        return root, loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(_yaml_error(path, exc)) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise ConfigError(f"{path}:{line}: malformed YAML: the character {ord(char):#06x} is not allowed "
+                          f"in a YAML file ({exc.reason}).") from None
+    except yaml.YAMLError as exc:
+        text_of = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: malformed YAML: {text_of[:200]}.") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read (more than {MAX_YAML_DEPTH} levels make no "
+                          f"matrix).") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
 def _register_import_paths(path: Path, data: dict[str, Any], root: yaml.Node | None) -> None:
-    """Register the matrix's ``name: "pkg.mod:attr"`` extensions; an import that fails names its line."""
+    """Register the matrix's ``name: "pkg.mod:attr"`` extensions; an import that fails names its line.
+
+    The target is the user's code: whatever importing it raises is reported, not only
+    ImportError, and a failed name is forgotten again. A built-in name cannot be redefined.
+    """
     for key, registry in _registries().items():
         declared = data.get(key)
         if not isinstance(declared, dict):
@@ -529,17 +721,31 @@ def _register_import_paths(path: Path, data: dict[str, Any], root: yaml.Node | N
         for name, target in declared.items():
             if not isinstance(name, str) or not isinstance(target, str) or not IMPORT_PATH.match(target):
                 continue  # the schema says what is wrong with it
+            where = f"{_line(path, root, [key, name])}: {key}.{name}"
+            if name in registry._builtin:
+                raise ConfigError(f"{where}: {name!r} is a built-in {registry.kind}; give yours another name.")
             try:
                 registry.add_target(name, target)
             except RegistryError as exc:
-                raise ConfigError(f"{_line(path, root, [key, name])}: {key}.{name}: {exc}.") from None
+                raise ConfigError(f"{where}: {exc}.") from None
+            except Exception as exc:  # the module's own code failed, or the object is of the wrong kind
+                registry.unregister(name)
+                first = str(exc).splitlines()[0][:200] if str(exc) else ""
+                raise ConfigError(f"{where}: {target!r} failed: {type(exc).__name__}: {first}.") from None
 
 
 def _yaml_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
     """One sentence for a YAML syntax error: where it was found, and where the construct began."""
     mark = exc.problem_mark
     line = f":{mark.line + 1}" if mark is not None else ""
-    problem = exc.problem or "unreadable YAML"
+    problem = " ".join((exc.problem or "unreadable YAML").split())
+    tag = re.match(r"could not determine a constructor for the tag '(.*)'$", problem)
+    if tag:
+        shown = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+        return (f"{path}{line}: unknown YAML tag {_shown(shown)}: a matrix is plain YAML (no tags that "
+                f"build Python objects); remove the tag.")
+    if "found unhashable key" in problem:
+        return f"{path}{line}: a mapping key must be a plain value, not a list or a mapping."
     context = ""
     if exc.context:
         started = exc.context_mark
@@ -573,6 +779,11 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
         wpath = Path(weights["path"])
         if not wpath.is_absolute():
             wpath = path.parent / wpath
+        bare = isinstance(data.get("weights"), str)
+        problem = _weights_file_problem(wpath, weights["path"], bare)
+        if problem:
+            where = _line(path, root, ["weights"] if bare else ["weights", "path"])
+            raise ConfigError(f"{where}: weights: {problem}")
         weights = {**weights, "path": str(wpath)}
     if weights["source"] == "train":
         # Trained at the size the matrix evaluates at: a model trained on 32x32 digits is at
@@ -589,7 +800,21 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
         for key in ("path", "labels", "calibration"):
             if dataset.get(key) and not Path(dataset[key]).is_absolute():
                 dataset = {**dataset, key: str(path.parent / dataset[key])}
+        folders = [Path(dataset[key]) for key in ("path", "calibration") if dataset.get(key)]
+        for key in ("path", "calibration"):
+            problem = imagefolder_problem(Path(dataset[key])) if dataset.get(key) else None
+            if problem:
+                raise ConfigError(f"{_line(path, root, ['dataset', key])}: dataset.{key}: {problem}")
+        if dataset.get("labels"):
+            classes = 10 if weights["source"] == "train" else 1000  # the head weights.num_classes_for makes
+            problem = _labels_problem(Path(dataset["labels"]), folders, classes)
+            if problem:
+                raise ConfigError(f"{_line(path, root, ['dataset', 'labels'])}: dataset.labels: {problem}")
     kwargs["dataset"] = dataset
+    cache_dir = (data.get("cache") or {}).get("dir")
+    if cache_dir and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+        raise ConfigError(f"{_line(path, root, ['cache', 'dir'])}: cache.dir: {cache_dir} is not a directory; the artifact "
+                          f"cache needs a directory.")
     for key in ("tolerances", "input_size", "seed", "threads", "allow_slow", "claims", "cache", "limits",
                 "compression_settings", *EXTENSION_KEYS):
         if key in data:
@@ -603,3 +828,257 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
     if "gate" in data:
         kwargs["gate"] = dict(data["gate"])
     return Config(**kwargs)
+
+
+# --------------------------------------------------------------------------- files a matrix names
+# Checked when the matrix is loaded, so `resnetbench validate` and `pytest --matrix` refuse
+# them before anything runs, without torch (validate imports none) and without unpickling.
+
+# torchvision's ImageFolder takes these (torchvision.datasets.folder.IMG_EXTENSIONS), any case.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _weights_file_problem(resolved: Path, written: str, bare: bool) -> str | None:
+    """What is wrong with the checkpoint a matrix's ``weights`` names; None when it looks loadable."""
+    if not resolved.exists():
+        if bare:  # `weights: torchvison` is read as a path: say so, and what it was probably meant to be
+            return (f"{_shown(written)} is neither random nor torchvision, so it names a checkpoint file, "
+                    f"and there is no file at {resolved.absolute()}.{_suggest(written, ['random', 'torchvision'])}")
+        return f"no checkpoint file at {resolved.absolute()}."
+    problem = checkpoint_problem(resolved)
+    return f"checkpoint {resolved} {problem}" if problem else None
+
+
+def imagefolder_problem(root: Path) -> str | None:
+    """What keeps torchvision's ImageFolder from reading ``root``; None when it can.
+
+    It needs class folders, each with at least one image file somewhere below it.
+    """
+    if not root.exists():
+        return f"no such directory {root.absolute()}."
+    if not root.is_dir():
+        return f"{root} is a file, not a directory of class folders."
+    try:
+        classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    except OSError as exc:
+        return f"cannot read {root}: {exc.strerror or exc}."
+    if not classes:
+        return f"{root} has no class folders (an ImageNet-layout folder holds one folder of images per class)."
+    empty = [c for c in classes if not _has_image(root / c)]
+    if empty:
+        return (f"{root}: class folder(s) {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''} hold no image "
+                f"({', '.join(IMAGE_EXTENSIONS)}).")
+    return None
+
+
+def _has_image(folder: Path) -> bool:
+    """Whether an image file lies anywhere below ``folder`` (links followed, each directory once)."""
+    stack, seen = [folder], set()
+    while stack:
+        current = stack.pop()
+        try:
+            info = current.stat()
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    stack.append(Path(entry.path))
+                elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _labels_problem(labels: Path, folders: list[Path], num_classes: int) -> str | None:
+    """What is wrong with a ``labels:`` file (JSON: class folder name -> class index) for these folders."""
+    try:
+        if labels.stat().st_size > MAX_MATRIX_BYTES:
+            return f"{labels} is too large for a label mapping ({labels.stat().st_size:,} bytes)."
+        mapping = json.loads(labels.read_bytes())
+    except FileNotFoundError:
+        return f"no such file {labels}."
+    except IsADirectoryError:
+        return f"{labels} is a directory; labels: names a JSON file."
+    except OSError as exc:
+        return f"cannot read {labels}: {exc.strerror or exc}."
+    except (ValueError, RecursionError):
+        return f"{labels} is not JSON (it maps each class folder to its class index, e.g. {{\"cat\": 281}})."
+    if not isinstance(mapping, dict):
+        return f"{labels} must hold a JSON object mapping each class folder to its class index."
+    for folder in folders:
+        try:
+            classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+        except OSError:
+            continue  # imagefolder_problem reported it
+        missing = [c for c in classes if c not in mapping]
+        if missing:
+            return f"{labels} has no label for class folder(s) {', '.join(missing[:5])} of {folder}."
+        for name in classes:
+            value = mapping[name]
+            index = value if isinstance(value, int) and not isinstance(value, bool) else (
+                int(value) if isinstance(value, str) and value.isdigit() else None)
+            if index is None or not 0 <= index < num_classes:
+                return (f"{labels}: class folder {name!r} has label {_shown(value)}; a label is a class index "
+                        f"from 0 to {num_classes - 1}.")
+    return None
+
+
+# safetensors' dtypes and their sizes in bytes (the format's header spells them this way).
+SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
+                      "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8}
+# The globals torch.load(weights_only=True) resolves (torch/_weights_only_unpickler.py,
+# _get_allowed_globals), as patterns, after Python 2 names are mapped as torch maps them.
+_TORCH_DTYPE = r"(u?int\d+|float\d*(_\w+)?|bfloat16|half|double|complex\d+|cfloat|cdouble|chalf|short|int|long|bool|q(u)?int\d+(x\d+)?|bits\w+)"
+SAFE_GLOBALS = re.compile(
+    r"^(collections\.(OrderedDict|Counter)|_codecs\.encode|builtins\.(bytearray|set|complex)"
+    r"|torch\.(Size|Tensor|device|serialization\._get_layout|nn\.parameter\.Parameter)"
+    rf"|torch\.{_TORCH_DTYPE}"
+    r"|torch\.per_(tensor|channel)_(affine|symmetric)|torch\.per_channel_affine_float_qparams"
+    r"|torch(\.cuda|\.sparse)?\.[A-Z]\w*Tensor|torch(\.cuda)?\.\w*Storage|torch\.storage\.(Typed|Untyped)Storage"
+    r"|torch\._utils\._rebuild_\w+|torch\._tensor\._rebuild_from_type_v2)$"
+)
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+# The opcodes torch's weights-only unpickler accepts; it refuses every other one.
+SAFE_OPCODES = frozenset({
+    "GLOBAL", "NEWOBJ", "REDUCE", "BUILD", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "MARK", "TUPLE", "TUPLE1",
+    "TUPLE2", "TUPLE3", "NONE", "NEWFALSE", "NEWTRUE", "EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET",
+    "BININT", "BININT1", "BININT2", "BINFLOAT", "BINUNICODE", "SHORT_BINSTRING", "BINPERSID", "BINGET",
+    "LONG_BINGET", "BINPUT", "LONG_BINPUT", "LONG1", "PROTO", "STOP",
+})
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, the first pickle of a pre-1.6 file
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """What keeps ``weights.load_checkpoint`` from loading ``path``, found without torch and
+    without unpickling anything; None when it looks loadable.
+
+    ``.safetensors``: the header must be JSON whose tensors fill the file exactly. Otherwise
+    a torch file (zip since torch 1.6, or the legacy stream of pickles): complete, and its
+    pickle may only name the globals and opcodes ``torch.load(weights_only=True)`` accepts,
+    so pickled code (``os.system``, a whole pickled model) is refused here and never run.
+    Whether the tensors fit the architecture needs the model, so torch, and is checked when
+    the case builds.
+    """
+    try:
+        if path.is_dir():
+            return "is a directory, not a checkpoint file."
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            if path.suffix == ".safetensors":
+                return _safetensors_problem(fh, size)
+            head = fh.read(4)
+            fh.seek(0)
+            if zipfile.is_zipfile(fh):
+                return _torch_zip_problem(fh, size)
+            if head.startswith(b"PK"):
+                return "is truncated or corrupt: a zip archive without its end (torch.save writes complete zip files)."
+            if head[:1] == b"\x80":
+                fh.seek(0)  # is_zipfile moved it
+                return _legacy_problem(fh)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}."
+    what = "empty" if size == 0 else "neither a torch checkpoint (a zip archive or a pickle) nor .safetensors"
+    return f"is {what}: torch.load cannot read it."
+
+
+def _safetensors_problem(fh: Any, size: int) -> str | None:
+    head = fh.read(8)
+    if len(head) < 8:
+        return f"is truncated: {size} bytes is shorter than a safetensors header."
+    length = int.from_bytes(head, "little")
+    if length > size - 8:
+        return (f"is truncated or not a safetensors file: its header claims {length:,} bytes and only "
+                f"{size - 8:,} follow.")
+    try:
+        header = json.loads(fh.read(length))
+    except (ValueError, RecursionError):
+        return "is corrupt: its safetensors header is not JSON."
+    if not isinstance(header, dict):
+        return "is corrupt: its safetensors header is not a JSON object."
+    data_bytes, end = size - 8 - length, 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        fields: list[Any] = [info.get(k) for k in ("dtype", "shape", "data_offsets")] if isinstance(
+            info, dict) else [None, None, None]
+        dtype, shape, offsets = fields
+        valid = (dtype in SAFETENSORS_DTYPES and isinstance(shape, list) and isinstance(offsets, list)
+                 and all(type(d) is int and d >= 0 for d in shape)
+                 and len(offsets) == 2 and all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1])
+        if not valid:
+            return f"is corrupt: tensor {_shown(name)} has no valid dtype, shape and data_offsets in its header."
+        need = math.prod(shape) * SAFETENSORS_DTYPES[dtype]
+        if offsets[1] - offsets[0] != need:
+            return (f"is corrupt: tensor {_shown(name)} spans {offsets[1] - offsets[0]:,} bytes, its shape and dtype "
+                    f"need {need:,}.")
+        end = max(end, offsets[1])
+    if end > data_bytes:
+        return f"is truncated: its tensors need {end:,} bytes of data and the file holds {data_bytes:,}."
+    if end < data_bytes:
+        return f"is corrupt: {data_bytes - end:,} bytes after the last tensor belong to none."
+    return None
+
+
+def _torch_zip_problem(fh: Any, size: int) -> str | None:
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            infos = zf.infolist()
+            pickles = [i.filename for i in infos if i.filename.endswith("data.pkl") and i.filename.count("/") <= 1]
+            if not pickles:
+                return "is a zip archive without data.pkl: not a file torch.save wrote."
+            prefix = pickles[0][: -len("data.pkl")]
+            if any(i.filename.startswith(prefix + "code/") for i in infos):
+                return ("is a TorchScript archive (torch.jit.save), not a state_dict: save model.state_dict() "
+                        "with torch.save.")
+            for info in infos:
+                if info.header_offset + info.compress_size > size:
+                    return f"is truncated: {info.filename} runs past the end of the file."
+            data = zf.read(pickles[0])  # checks its CRC
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        return f"is corrupt: {exc}."
+    return _pickle_problem(io.BytesIO(data), "data.pkl")
+
+
+def _legacy_problem(fh: Any) -> str | None:
+    """A pre-1.6 torch file: five pickles (magic number, protocol, system info, the object,
+    the storage keys), then raw storage bytes."""
+    for index in range(5):
+        problem = _pickle_problem(fh, f"pickle {index + 1}", magic=index == 0)
+        if problem:
+            return problem
+    return None
+
+
+def _pickle_problem(fh: Any, name: str, magic: bool = False) -> str | None:
+    """Scan one pickle (up to its STOP) with pickletools, which only reads it: every global it
+    names and every opcode must be one torch's weights-only unpickler accepts."""
+    first = True
+    try:
+        for opcode, arg, _ in pickletools.genops(fh):
+            if magic and first and opcode.name != "PROTO":
+                first = False
+                if opcode.name != "LONG1" or arg != LEGACY_MAGIC:
+                    return "is a pickle but not a torch checkpoint (no torch magic number)."
+            if opcode.name == "PROTO":
+                continue
+            first = False
+            if opcode.name in ("GLOBAL", "INST"):
+                module, _, attr = str(arg).partition(" ")
+                dotted = f"{_PY2_MODULES.get(module, module)}.{attr}"
+                if not SAFE_GLOBALS.match(dotted):
+                    return (f"carries pickled code: {name} calls {_shown(dotted)}, which a state_dict never "
+                            f"needs; refused without unpickling it (save model.state_dict(), or use .safetensors).")
+            elif opcode.name not in SAFE_OPCODES:
+                return (f"carries a pickle opcode ({opcode.name}) that torch.load(weights_only=True) refuses; "
+                        f"refused without unpickling it (re-save it with torch.save(model.state_dict(), ...)).")
+            if opcode.name == "STOP":
+                return None
+    except (ValueError, EOFError) as exc:
+        return f"is truncated or corrupt: {name} cannot be read ({_shown(str(exc), 100)})."
+    return f"is truncated: {name} ends before its STOP."

@@ -27,13 +27,17 @@ What a user writes always beats a built-in default.
 from __future__ import annotations
 
 import itertools
+import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from resnetbench.architectures import DEFAULT_ARCH
+from resnetbench.architectures import BUILTIN_ARCHS, DEFAULT_ARCH
 from resnetbench.backends import DEFAULT_BACKEND
 from resnetbench.compress import DEFAULT_COMPRESSION, get_method
 from resnetbench.config import AXES, Config, ConfigError
+from resnetbench.formulas import DTYPE_BYTES
 
 AXIS_DEFAULTS: dict[str, Any] = {
     "dtype": "fp32",
@@ -155,8 +159,89 @@ def tolerances_for(config: Config, dtype: str, compression: str) -> dict[str, fl
     return tol
 
 
+def machine_memory_bytes() -> int | None:
+    """The memory a process here can have: physical memory, or a cgroup's limit when lower."""
+    total: int | None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    for name in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and (total is None or int(text) < total):
+            total = int(text)
+    return total
+
+
+# scikit-learn's digits split 80/20 (data.digits): the whole split is made at input_size.
+DIGITS_IMAGES = {"test": 359, "train": 1438}
+
+
+def memory_estimate(case: Case, config: Config) -> tuple[int, str]:
+    """A lower bound on the memory ``case`` needs, in bytes, and what the bound is made of.
+
+    The largest of: one timed call's input tensor (batch x 3 x size^2, fp32) with, for the
+    built-in ResNets, the stem convolution's output beside it (64 channels at half the size,
+    at the case's dtype: both are alive while the first layer runs, on every backend); the
+    evaluation set; the calibration set of a calibrating method; the digits training split.
+    Everything else a case holds (weights, other activations, the references) comes on top.
+    """
+    size = config.input_size
+    image = 3 * size * size * 4
+    gb = 1e9
+    parts = [f"input tensor {case.batch * image / gb:.1f} GB"]
+    one_call = case.batch * image
+    if case.arch in BUILTIN_ARCHS:
+        half = (size + 1) // 2
+        conv = case.batch * 64 * half * half * DTYPE_BYTES.get(case.dtype, 4)
+        parts.append(f"first conv output {conv / gb:.1f} GB")
+        one_call += conv
+    phases = {f"one call at batch {case.batch}, input_size {size}: {' + '.join(parts)}": one_call}
+    dataset = config.dataset
+    evaluation = {"synthetic": dataset.get("samples", 64), "digits": DIGITS_IMAGES["test"]}.get(
+        dataset["name"], dataset.get("samples"))
+    if evaluation:
+        phases[f"the evaluation set, {evaluation} images at input_size {size}"] = int(evaluation) * image
+    method = get_method(case.compression)
+    if method.calibrates:
+        samples = int(method.settings_for(case.settings).get("calibration_samples", 64))
+        if dataset["name"] == "digits":
+            samples = DIGITS_IMAGES["train"]
+        phases[f"the calibration set, {samples} images at input_size {size}"] = samples * image
+    if config.weights.get("source") == "train":
+        phases[f"the digits training split, {DIGITS_IMAGES['train']} images at input_size {size}"] = (
+            DIGITS_IMAGES["train"] * image)
+    what = max(phases, key=lambda k: phases[k])
+    return phases[what], what
+
+
+# A run of more cases than this is a typo (a batch axis of hundreds of values), not a
+# benchmark: the default matrix has 38 and each case takes seconds to minutes.
+MAX_CASES = 4096
+
+
+def _combinations(matrix: dict[str, Any]) -> tuple[int, str]:
+    """How many combinations the axes and include entries make (before exclude), and how."""
+    listed = {axis: len(matrix[axis]) for axis in AXES if isinstance(matrix.get(axis), list)}
+    product = math.prod(listed.values()) if listed else 0
+    include = len(matrix.get("include") or [])
+    how = " x ".join(f"{n} {axis}" for axis, n in listed.items()) or "no axes"
+    return product + include, f"{how}{f' + {include} include entries' if include else ''}"
+
+
 def expand(config: Config) -> list[Case]:
-    """All cases of a matrix, ordered as written, ids unique; ConfigError when there are none."""
+    """All cases of a matrix, ordered as written, ids unique.
+
+    ConfigError when there are none, when there are absurdly many (``MAX_CASES``), or when a
+    case cannot fit in this machine's memory (``memory_estimate``, a lower bound).
+    """
+    count, how = _combinations(config.matrix)
+    if count > MAX_CASES:
+        raise ConfigError(f"{config.path}: the matrix makes {count:,} combinations ({how}); a run takes at most "
+                          f"{MAX_CASES:,} cases. Remove axis values or split the matrix.")
     cases: dict[str, Case] = {}
     size_tol = {**DEFAULT_SIZE_TOLERANCE, **config.tolerances.get("size", {})}
     for combo in expand_combinations(config.matrix):
@@ -176,4 +261,12 @@ def expand(config: Config) -> list[Case]:
     if not cases:
         # a run of nothing would pass: an exclude that removes everything is a mistake to report
         raise ConfigError(f"{config.path}: the matrix expands to no cases (every combination is excluded)")
+    memory = machine_memory_bytes()
+    if memory:
+        for case in cases.values():
+            need, what = memory_estimate(case, config)
+            if need > memory:
+                raise ConfigError(
+                    f"{config.path}: case {case.id} needs at least {need / 1e9:.1f} GB of memory ({what}) and "
+                    f"this machine has {memory / 1e9:.1f} GB. Lower its batch or input_size.")
     return list(cases.values())

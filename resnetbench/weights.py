@@ -47,7 +47,12 @@ def create_model(
         return _torchvision_pretrained(arch, num_classes)
     if source == "path":
         model = build_model(arch, num_classes, 0)
-        model.load_state_dict(load_checkpoint(Path(weights["path"])))
+        path = Path(weights["path"])
+        try:
+            model.load_state_dict(load_checkpoint(path))
+        except RuntimeError as exc:  # names or shapes of another architecture
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(f"weights file {path} does not fit {arch}: {first[:300]}") from None
         return model
     if source == "train":
         return trained_model(arch, weights, cache_dir)
@@ -55,16 +60,33 @@ def create_model(
 
 
 def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """A state_dict from ``.safetensors`` or a torch file, never unpickling code."""
+    """A state_dict from ``.safetensors`` or a torch file, never unpickling code.
+
+    The file is checked first as the matrix validator checks it (``config.checkpoint_problem``:
+    complete, and a pickle that names only what torch's weights-only loader accepts), and
+    whatever the loaders still raise becomes a WeightsError naming the file.
+    """
+    from resnetbench.config import checkpoint_problem
+
     if not path.exists():
         raise WeightsError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    problem = checkpoint_problem(path)
+    if problem:
+        raise WeightsError(f"weights file {path} {problem}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError, SafetensorError: the file, not our code
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"weights file {path} cannot be loaded: {first[:300]}") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state_dict")
     return state
 
 

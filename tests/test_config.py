@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import json
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,7 +292,7 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
 def test_undecodable_file(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_bytes(b"\xff\xfe matrix")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match=r"m\.yaml:1: not UTF-8 text \(byte 0xff at offset 0\)"):
         load_config(path)
 
 
@@ -407,7 +410,12 @@ def test_more_blocks_than_pairs_is_refused_with_the_line(tmp_path: Path) -> None
 
 def test_relative_paths_resolve_against_the_matrix_file(tmp_path: Path) -> None:
     sub = tmp_path / "conf"
-    sub.mkdir()
+    (sub / "ckpt").mkdir(parents=True)
+    (sub / "imgs" / "cat").mkdir(parents=True)
+    (sub / "imgs" / "cat" / "1.png").write_bytes(b"")
+    # an empty state_dict as torch.save writes it: a zip holding a protocol-2 pickle
+    with zipfile.ZipFile(sub / "ckpt" / "r18.pt", "w") as zf:
+        zf.writestr("r18/data.pkl", pickle.dumps(collections.OrderedDict(), protocol=2))
     path = sub / "m.yaml"
     path.write_text(MINIMAL + "weights: ckpt/r18.pt\ndataset: {name: imagefolder, path: imgs}\n", encoding="utf-8")
     cfg = load_config(path)

@@ -54,6 +54,11 @@ class Method:
     uses_dataset: bool = False  # its result depends on the matrix's dataset (calibration, fine-tuning)
     removes_parameters: bool = False  # the model has fewer parameters than the architecture's closed form
     accuracy_reference: str = "self"  # "self": the uncompressed model; "teacher": settings["teacher"]
+    # The settings it reads (the matrix's ``compression_settings.<name>``) as JSON Schema
+    # properties, so ``resnetbench validate`` refuses an unknown key or a value out of range
+    # before anything runs. ``{"x-names": "architectures"}`` in a property stands for the
+    # registry's names (the validator fills them in). None: not declared (any mapping goes).
+    settings_schema: dict[str, Any] | None = None
 
     @property
     def calibrates(self) -> bool:

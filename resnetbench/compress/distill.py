@@ -108,4 +108,11 @@ METHOD = Method(
     tolerances={"top1_agreement": 0.5},
     uses_dataset=True,
     accuracy_reference="teacher",
+    settings_schema={
+        "teacher": {"type": "string", "x-names": "architectures", "description": "the teacher's architecture"},
+        "temperature": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
+        "alpha": {"type": "number", "minimum": 0, "maximum": 1, "description": "weight of the distillation term"},
+        "epochs": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
+    },
 )

@@ -17,4 +17,5 @@ METHOD = Method(
     # (ResNet-50 at 224: only fc is quantized, but the input-dependent part is small)
     tolerances={"centered_cosine": 0.6, "spread_error": 0.4, "top1_agreement": 0.95,
                 "top1_drop_points": 1.0, "top1_ratio": 0.99},
+    settings_schema={},  # nothing to set: each backend's toolchain decides what it quantizes
 )

@@ -4,4 +4,4 @@ from __future__ import annotations
 
 from resnetbench.compress.base import FLOATS, Method
 
-METHOD = Method("none", FLOATS)
+METHOD = Method("none", FLOATS, settings_schema={})

@@ -81,4 +81,10 @@ METHOD = Method(
     tolerances={"top1_drop_points": 10.0},
     uses_dataset=True,
     removes_parameters=True,
+    settings_schema={
+        "amount": {"type": "number", "minimum": 0, "exclusiveMaximum": 1,
+                   "description": "fraction of the channels of every prunable conv group removed"},
+        "finetune_epochs": {"type": "integer", "minimum": 0, "maximum": 1000,
+                            "description": "fine-tune epochs on labelled digits after pruning"},
+    },
 )

@@ -89,4 +89,11 @@ METHOD = Method(
     # No published standard; on random weights it leaves no input dependence to compare
     # (measured centred cosine 0.07 at 50%): judged on labelled data by the task drop.
     tolerances={"top1_drop_points": 5.0},
+    settings_schema={
+        # torch.nn.utils.prune reads an int amount as a count of weights: only fractions here
+        "amount": {"type": "number", "minimum": 0, "exclusiveMaximum": 1,
+                   "description": "fraction of the conv/linear weights set to zero"},
+        "scope": {"type": "string", "enum": ["global", "layer"],
+                  "description": "global: one L1 threshold over all layers; layer: amount of each layer"},
+    },
 )

@@ -19,4 +19,8 @@ METHOD = Method(
     # output-level limits are the int8 dtype's (matrix.py says how they were measured).
     tolerances={"centered_cosine": 0.4, "spread_error": 0.5, "top1_drop_points": 1.0, "top1_ratio": 0.99},
     uses_dataset=True,
+    settings_schema={
+        "calibration_samples": {"type": "integer", "minimum": 1, "maximum": 100_000,
+                                "description": "images the int8 activation ranges are calibrated on"},
+    },
 )
