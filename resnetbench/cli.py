@@ -104,12 +104,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     from resnetbench import results as results_io
     from resnetbench.report import render_markdown, write_html
 
+    # Bad input or an unusable output path is refused before anything is written: the report
+    # is written atomically after its inputs loaded, the summary only once it is rendered.
     try:
-        write_html(args.results, args.output, args.baseline)
+        results_io.check_output(args.output, "-o")
         if args.summary:
-            Path(args.summary).write_text(render_markdown(results_io.merge(args.results)), encoding="utf-8")
+            results_io.check_output(args.summary, "--summary")
+        write_html(args.results, args.output, args.baseline)
     except results_io.ResultsError as exc:
         return _err(str(exc))
+    except OSError as exc:  # what check_output cannot see (a read-only file system); the old file stays
+        return _err(f"-o {args.output}: cannot write: {exc.strerror or exc}")
+    if args.summary:
+        try:
+            summary = render_markdown(results_io.merge(args.results))
+            Path(args.summary).write_text(summary, encoding="utf-8")
+        except results_io.ResultsError as exc:
+            return _err(str(exc))
+        except OSError as exc:
+            return _err(f"--summary {args.summary}: cannot write: {exc.strerror or exc}")
     print(f"wrote {args.output}")
     return EXIT_OK
 
@@ -124,10 +137,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from resnetbench import results as results_io
 
     try:
+        results_io.check_output(args.output, "-o")
         merged = results_io.merge(args.results, allow_mixed=args.allow_mixed)
     except results_io.ResultsError as exc:
         return _err(str(exc))
-    results_io.write_atomic(args.output, merged)
+    try:
+        results_io.write_atomic(args.output, merged)  # the old file stays if this fails
+    except OSError as exc:
+        return _err(f"-o {args.output}: cannot write: {exc.strerror or exc}")
     print(f"wrote {args.output}: {len(merged['cases'])} cases from {len(args.results)} files")
     found = merged["merge"]
     problems = [f"{what}: {', '.join(found[key])}" for key, what in (

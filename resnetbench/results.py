@@ -26,7 +26,10 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -169,7 +172,11 @@ def results_schema() -> dict[str, Any]:
             "matrix_file": {"type": "string"},
             "started": {"type": "string"},
             "finished": {"type": "string"},
-            "environment": {"type": "object"},
+            "environment": {
+                "type": "object",
+                # merge and compare read the fingerprint's hash to tell machines apart
+                "properties": {"fingerprint": {"type": ["object", "null"], "properties": {"hash": _STR}}},
+            },
             "gate": {"type": "object"},
             "shards": {"type": "array", "items": {"type": "string"}},
             "shard": {"type": "string", "pattern": "^[0-9]+/[0-9]+$"},
@@ -286,26 +293,114 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+# A results file holds a few KB per case (the default matrix's, about 40 cases, is under
+# 1 MB): a file above this is not one, and is refused before JSON parses it.
+MAX_RESULTS_BYTES = 256 * 1024 * 1024
+
+
+class _Refused(ValueError):
+    """JSON that parses but is not data a results file can hold (raised by the parser's hooks)."""
+
+
+def _read_bounded(path: Path) -> str:
+    """The text of a results file: refused when unreadable, a directory, above
+    MAX_RESULTS_BYTES (before reading it) or not UTF-8."""
+    try:
+        with path.open("rb") as fh:
+            info = os.fstat(fh.fileno())
+            if stat.S_ISREG(info.st_mode) and info.st_size > MAX_RESULTS_BYTES:
+                raise ResultsError(f"{path}: {info.st_size:,} bytes is too large for a results file "
+                                   f"(at most {MAX_RESULTS_BYTES:,}); refused before reading it")
+            raw = fh.read(MAX_RESULTS_BYTES + 1)  # a pipe (compare <(...)) has no size to ask
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such results file") from None
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: is a directory, not a results file") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_RESULTS_BYTES:
+        raise ResultsError(f"{path}: more than {MAX_RESULTS_BYTES:,} bytes is too large for a results file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+                           f"not a results file") from None
+
+
+def loads(text: str, source: str = "results") -> Any:
+    """Parse results JSON strictly; ResultsError naming ``source`` and the problem.
+
+    Python's json reads NaN, Infinity and 1e999 (an infinite float), which no gate can
+    compare, and keeps the last of a key written twice: all four are refused here, as are
+    truncated JSON (said so), nesting too deep for the parser, and integers of more digits
+    than Python converts.
+    """
+
+    def constant(name: str) -> Any:
+        raise _Refused(f"{name} is not a number (JSON has no NaN or Infinity; a measurement that produced one "
+                       f"cannot be compared)")
+
+    def number(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise _Refused(f"{literal[:40]} is too large for a number")
+        return value
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                raise _Refused(f"key {_short(key, 60)} appears twice in one object")
+            out[key] = value
+        return out
+
+    try:
+        return json.loads(text, parse_constant=constant, parse_float=number, object_pairs_hook=pairs)
+    except _Refused as exc:
+        found = re.search(r"NaN|-?Infinity", text) if "JSON has no NaN" in str(exc) else None
+        line = f":{text.count(chr(10), 0, found.start()) + 1}" if found else ""
+        raise ResultsError(f"{source}{line}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        ends = (" (the file ends early: truncated?)"
+                if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string") else "")
+        raise ResultsError(f"{source}:{exc.lineno}: not valid JSON: {exc.msg}{ends}") from None
+    except RecursionError:
+        raise ResultsError(f"{source}: not valid results JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise ResultsError(f"{source}: not valid results JSON: {_short(str(exc), 120)}") from None
+
+
+def check_output(path: str | os.PathLike[str], option: str) -> None:
+    """Refuse an output path that cannot be written, before any work and before anything is
+    written: a directory, a path below a file, a directory this process may not write to.
+
+    ResultsError names the option and the path. (A failure this cannot see, e.g. a
+    read-only file system, still surfaces when writing, and atomic writes leave the old file.)
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise ResultsError(f"{option} {target}: is a directory; give a file path, e.g. {target / 'out'}")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ResultsError(f"{option} {target}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ResultsError(f"{option} {target}: the directory {parent} is not writable")
+
+
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check a results file (``results_schema()``); raises ResultsError with the file,
     the JSON path of the first problem and what is wrong."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: no such results file") from None
-    except OSError as exc:
-        raise ResultsError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    data = loads(_read_bounded(path), str(path))
     if not isinstance(data, dict) or "cases" not in data:
         raise ResultsError(f"{path}: not a resnetbench results file (no 'cases' list)")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ResultsError(
-            f"{path}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})"
+            f"{path}: schema_version {_short(version)} is not supported (expected {SCHEMA_VERSION}): "
+            f"written by another version of resnetbench, or not by resnetbench"
         )
     if not isinstance(data["cases"], list):
         raise ResultsError(f"{path}: 'cases' must be a list")
@@ -317,7 +412,7 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ResultsError(f"{path}: cases[{i}] lacks {', '.join(missing)}")
         if case["outcome"] not in OUTCOMES:
             raise ResultsError(
-                f"{path}: cases[{i}] ({case['id']}) has outcome {case['outcome']!r};"
+                f"{path}: cases[{i}] ({str(case['id'])[:80]}) has outcome {repr(case['outcome'])[:60]};"
                 f" allowed: {', '.join(OUTCOMES)}"
             )
     validate(data, str(path))
