@@ -244,12 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cache)
 
     # The measuring tools: importing them imports no torch (only running them does).
-    from resnetbench.tools import benchbackends, cilocal, gatecheck, mutations
+    from resnetbench.tools import benchbackends, cilocal, gatecheck, gpucheck, mutations
 
     cilocal.add_parser(sub)
     gatecheck.add_parser(sub)
     benchbackends.add_parser(sub)
     mutations.add_parser(sub)
+    gpucheck.add_parser(sub)
 
     p = sub.add_parser("train", help="train weights on the offline digits dataset")
     p.add_argument("--arch", default="resnet18")

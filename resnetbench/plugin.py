@@ -11,6 +11,10 @@ the case records and claims its tests changed on the test report itself
 (``report.resnetbench``), and the controller writes them as they arrive. A case's tests
 stay on one worker (the default ``--dist load`` becomes ``_CaseScheduling``) so they
 share one build; the machine lock in ``quiet.py`` keeps every latency timing alone.
+``--isolate`` is ``-n 1`` with ``isolation.py``'s limits: a crashing case costs only itself.
+
+Every finished test is also appended to the journal (``journal.py``); ``--resume``
+runs only the tests a killed run had not finished.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from resnetbench import journal as journal_io
 from resnetbench import results as results_io
 from resnetbench.config import Config, ConfigError
 from resnetbench.records import CaseRecord, LatencyRecord
@@ -59,6 +64,11 @@ class RunState:
     role: str = "serial"  # "serial", or under pytest-xdist "controller" / "worker"
     sent: dict[str, str] = field(default_factory=dict)  # worker: what it last sent, per record/claim
     worker_cache: dict[str, tuple[int, int]] = field(default_factory=dict)  # controller: hits, builds
+    journal: journal_io.Journal | None = None  # serial/controller: every finished test, fsynced
+    journaled: dict[str, str] = field(default_factory=dict)  # what the journal last got, per record/claim
+    resumed: set[tuple[str, str]] = field(default_factory=set)  # --resume: (case id or "claim", kind/claim id)
+    isolation_dir: Path | None = None  # under xdist: where workers' watchdogs and faulthandlers write
+    guard: Any = None  # worker: its isolation.WorkerGuard
 
     @property
     def runs_claims(self) -> bool:
@@ -96,6 +106,7 @@ class RunState:
     def results(self) -> dict[str, Any]:
         for rec in self.records.values():
             rec.outcome = results_io.combine_outcomes((rec.tests or {}).values())
+        order = {c.id: i for i, c in enumerate(self.cases)}  # matrix order, resumed records included
         sharded = {"shard": f"{self.shard[0]}/{self.shard[1]}", "matrix_cases": self.matrix_case_ids} if self.shard else {}
         return {
             "schema_version": results_io.SCHEMA_VERSION,
@@ -106,37 +117,54 @@ class RunState:
             "environment": self.environment,
             # the matrix's gate settings: compare reads its allowances from the current run
             "gate": self.config.gate,
-            "cases": [rec.to_dict() for rec in self.records.values()],
+            "cases": [rec.to_dict() for rec in sorted(self.records.values(), key=lambda r: order.get(r.id, len(order)))],
             "claims": list(self.claims.values()),
         }
 
-    def write(self) -> None:
+    def write(self, finished: bool = True) -> None:
+        """Rewrite the results file; ``finished``: a test ended, so journal what it changed."""
         if self.role == "worker":
             return  # the controller writes what the worker's reports carry
+        if finished and self.journal is not None:
+            changed = self._changed(self.journaled)
+            self.journal.append(changed["records"], changed["claims"])
         results_io.write_atomic(self.results_path, self.results())
 
-    def changes(self) -> dict[str, Any]:
-        """Worker: the records and claims changed since the last call, as plain dicts."""
+    def adopt(self, records: dict[str, dict[str, Any]], claims: dict[str, dict[str, Any]], last: dict[str, str]) -> None:
+        """Take records and claims a killed run finished (``--resume``); ``last`` already has them."""
+        ids = {c.id for c in self.cases}
+        for case_id, data in records.items():
+            if case_id in ids:
+                self.records[case_id] = CaseRecord.from_dict(data)
+        self.claims.update(claims)
+        self._changed(last)
+
+    def _changed(self, last: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """The records and claims that differ from ``last`` (updated), as plain dicts."""
         import json
 
-        out: dict[str, Any] = {"records": {}, "claims": {}, "worker": os.environ.get("PYTEST_XDIST_WORKER"),
-                               "cache": [self.cache.hits, self.cache.misses]}
+        out: dict[str, dict[str, Any]] = {"records": {}, "claims": {}}
         for part, items in (("records", {k: r.to_dict() for k, r in self.records.items()}), ("claims", self.claims)):
             for key, value in items.items():
                 text = json.dumps(value, sort_keys=True, default=str)
-                if self.sent.get(f"{part}:{key}") != text:
-                    self.sent[f"{part}:{key}"] = text
+                if last.get(f"{part}:{key}") != text:
+                    last[f"{part}:{key}"] = text
                     out[part][key] = json.loads(text)
         return out
 
-    def receive(self, payload: dict[str, Any]) -> None:
+    def changes(self) -> dict[str, Any]:
+        """Worker: the records and claims changed since the last call, as plain dicts."""
+        return {**self._changed(self.sent), "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+                "cache": [self.cache.hits, self.cache.misses]}
+
+    def receive(self, payload: dict[str, Any], finished: bool) -> None:
         """Controller: take a worker's changes (``changes``) into the results."""
         for case_id, data in payload["records"].items():
             self.records[case_id] = CaseRecord.from_dict(data)
         self.claims.update(payload["claims"])
         self.worker_cache[str(payload["worker"])] = tuple(payload["cache"])  # type: ignore[assignment]
         if payload["records"] or payload["claims"]:
-            self.write()
+            self.write(finished)
 
 
 STATE = pytest.StashKey[RunState]()
@@ -168,6 +196,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run every artifact on the accuracy inputs even when its outputs are cached")
     group.addoption("--cache-dir", metavar="PATH", default=None,
                     help="artifact cache (default: $RESNETBENCH_CACHE or .resnetbench-cache)")
+    group.addoption("--isolate", action="store_true", default=False,
+                    help="run cases in a pytest-xdist worker (-n 1 unless -n is given) that is replaced when a "
+                         "case crashes, hangs or passes the matrix's limits: only that case errors")
+    group.addoption("--resume", action="store_true", default=False,
+                    help="continue a killed run: skip every test its journal (<results>.jsonl) has finished")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``--isolate``: set up xdist's options before xdist reads them."""
+    if not config.getoption("isolate", False) or hasattr(config, "workerinput"):
+        return  # (a worker inherits --isolate; xdist has already turned distribution off there)
+    if not config.pluginmanager.hasplugin("xdist"):
+        raise pytest.UsageError("--isolate needs pytest-xdist: pip install pytest-xdist (and do not pass -p no:xdist)")
+    if not config.option.numprocesses:
+        config.option.numprocesses = 1
+        config.option.tx = ["popen"]
+    if config.option.dist == "no":
+        config.option.dist = "load"
+    if config.option.maxworkerrestart is None:
+        config.option.maxworkerrestart = "1000"  # each crash costs only its case; xdist's default stops at 4
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -231,9 +280,15 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--baseline: {exc}") from None
     if hasattr(config, "workerinput"):
         state.role = "worker"
-    elif config.getoption("dist", "no") != "no":
+        resumed = config.workerinput["resnetbench_resumed"]  # type: ignore[attr-defined]
+        state.resumed = {tuple(t) for t in resumed["tests"]}  # type: ignore[misc]
+        state.adopt(resumed["records"], resumed["claims"], state.sent)  # the controller has them
+    elif config.getoption("dist", "no") != "no" and config.getoption("tx"):
+        import tempfile
+
         state.role = "controller"
-        config.pluginmanager.register(_Controller(state), "resnetbench-controller")
+        state.isolation_dir = Path(tempfile.mkdtemp(prefix="resnetbench-isolation-"))
+        config.pluginmanager.register(_Controller(state, config), "resnetbench-controller")
     config.stash[STATE] = state
     # Collect the packaged suite instead of the project's tests (unless paths were given).
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -251,7 +306,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     set_threads(state.threads)
     if state.role == "worker":
-        state.environment = session.config.workerinput["resnetbench_environment"]  # type: ignore[attr-defined]
+        from resnetbench.isolation import WorkerGuard
+
+        workerinput = session.config.workerinput  # type: ignore[attr-defined]
+        state.environment = workerinput["resnetbench_environment"]
+        state.guard = WorkerGuard(Path(workerinput["resnetbench_isolation"]), workerinput["workerid"])
         return
     state.environment = {
         "fingerprint": fingerprint(state.threads),
@@ -263,6 +322,31 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         "xdist_workers": len(session.config.getoption("tx") or []) if state.role == "controller" else None,
     }
     state.environment["peak_gflops"] = state.environment["peak"]["gflops"]
+    _open_journal(session.config, state)
+
+
+def _open_journal(config: pytest.Config, state: RunState) -> None:
+    """Start the journal, or with ``--resume`` take the finished tests from it and go on."""
+    path = journal_io.journal_path(state.results_path)
+    shard = f"{state.shard[0]}/{state.shard[1]}" if state.shard else None
+    header = {"matrix": journal_io.matrix_digest(state.config.path, shard),
+              "fingerprint": state.environment["fingerprint"]["hash"], "started": state.started}
+    resume = bool(config.getoption("resume"))
+    if resume:
+        try:
+            resumed = journal_io.read(path)
+            journal_io.check_resumable(resumed, path, header)
+        except journal_io.JournalError as exc:
+            raise pytest.UsageError(f"--resume: {exc}") from None
+        import warnings
+
+        for text in resumed.warnings:
+            warnings.warn(text, stacklevel=1)
+        state.adopt(resumed.records, resumed.claims, state.journaled)
+        state.resumed = {t for t in resumed.finished_tests() if t[0] in state.records} | {
+            ("claim", c) for c in resumed.claims}
+        state.started = resumed.header.get("started", state.started)
+    state.journal = journal_io.Journal(path, header, resume)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -271,6 +355,10 @@ def pytest_configure_node(node: Any) -> None:
     state = node.config.stash.get(STATE, None)
     if state is not None:
         node.workerinput["resnetbench_environment"] = state.environment
+        node.workerinput["resnetbench_resumed"] = {
+            "tests": sorted(state.resumed), "claims": state.claims if state.resumed else {},
+            "records": {k: r.to_dict() for k, r in state.records.items()} if state.resumed else {}}
+        node.workerinput["resnetbench_isolation"] = str(state.isolation_dir)
 
 
 
@@ -288,8 +376,28 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         which pytest 9.2 no longer reads.)
         """
 
+        abandoned: list[str]
+
         def _split_scope(self, nodeid: str) -> str:
             return case_scope(nodeid)
+
+        def remove_node(self, node: Any) -> str | None:
+            """A crashed worker: requeue its other cases, but not the crashed one (isolation.py).
+
+            xdist would requeue the crashed test itself, which would crash the next worker.
+            """
+            workload = self.assigned_work.pop(node)
+            pending = [(scope, nodeid) for scope, unit in workload.items() for nodeid, done in unit.items()
+                       if not done]
+            if not pending:
+                return None
+            crash_scope, crashitem = pending[0]
+            self.abandoned = [nodeid for scope, nodeid in pending[1:] if scope == crash_scope]
+            self.workqueue.update({scope: unit for scope, unit in workload.items()
+                                   if scope != crash_scope and not all(unit.values())})
+            for other in self.assigned_work:
+                self._reschedule(other)
+            return crashitem
 
     return _CaseScheduling(config, log)
 
@@ -303,13 +411,42 @@ def case_scope(nodeid: str) -> str:
 class _Controller:
     """xdist controller: takes the records and claims the workers' reports carry."""
 
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: RunState, config: pytest.Config) -> None:
         self.state = state
+        self.config = config
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, "resnetbench", None)
         if payload is not None:
-            self.state.receive(payload)
+            self.state.receive(payload, finished=report.when == "teardown" or not report.passed)
+
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """A worker died in ``crashitem``: its case becomes ``error`` with the reason; the rest goes on."""
+        from resnetbench.isolation import crash_reason, worker_returncode
+
+        node = getattr(report, "node", None)
+        worker = getattr(getattr(node, "gateway", None), "id", "?")
+        assert self.state.isolation_dir is not None
+        why = crash_reason(self.state.isolation_dir, worker, worker_returncode(node))
+        report.longrepr = f"crashed: {why['reason']} (worker {worker} was replaced)"
+        abandoned = getattr(sched, "abandoned", [])
+        sched.abandoned = []
+        cases = {c.id: c for c in self.state.cases}
+        for nodeid in [crashitem, *abandoned]:
+            name, _, param = nodeid.partition("[")
+            kind = TEST_KINDS.get(name.rsplit("::", 1)[-1])
+            case = cases.get(param.removesuffix("]"))
+            if kind is not None and case is not None:
+                rec = self.state.record(case)
+                rec.tests = {**(rec.tests or {}), kind: "error"}
+                if nodeid == crashitem:
+                    rec.reason = f"crashed in test_{kind}: {why['reason']}"
+                    rec.note(f"crash ({why['kind']}) in test_{kind}: {why['reason']}")
+            if nodeid != crashitem:
+                skipped = pytest.TestReport(nodeid, (nodeid.split("::")[0], None, nodeid), {}, "failed",
+                                            f"not run: {crashitem} crashed ({why['reason']})", "setup")
+                self.config.hook.pytest_runtest_logreport(report=skipped)
+        self.state.write()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -327,14 +464,54 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash.get(STATE, None)
-    if state is None or state.runs_claims:
+    if state is None:
         return
-    # `claims: false` in the matrix, or a shard other than the first: the claim test is not
-    # a skipped test, it is not there.
-    dropped = [i for i in items if getattr(i, "originalname", "") == "test_claim"]
+    _mark_gpu_cases(items)
+    dropped = [i for i in items if _test_key(i) in state.resumed]  # --resume: finished before the kill
+    if not state.runs_claims:
+        # `claims: false` in the matrix, or a shard other than the first: the claim test is not
+        # a skipped test, it is not there.
+        dropped += [i for i in items if getattr(i, "originalname", "") == "test_claim"]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [i for i in items if i not in dropped]
+
+
+def _mark_gpu_cases(items: list[pytest.Item]) -> None:
+    """The ``gpu`` marker on every test of a case whose backend runs on a CUDA device (``-m gpu``)."""
+    from resnetbench.backends import get_backend
+
+    for item in items:
+        case: Any = getattr(getattr(item, "callspec", None), "params", {}).get("case")
+        if hasattr(case, "backend") and get_backend(case.backend).device == "cuda":
+            item.add_marker(pytest.mark.gpu)
+
+
+def _test_key(item: pytest.Item) -> tuple[str, str] | None:
+    """(case id, test kind) of a case's test, ("claim", id) of a claim test; the journal's unit."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    kind = TEST_KINDS.get(getattr(item, "originalname", ""))
+    if kind is not None and hasattr(params.get("case"), "id"):
+        return params["case"].id, kind
+    if getattr(item, "originalname", "") == "test_claim" and "claim" in params:
+        return "claim", params["claim"]
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Under xdist: arm the worker's watchdog with this test's limits (isolation.py)."""
+    state = item.config.stash.get(STATE, None)
+    guard = state.guard if state is not None else None
+    if guard is None:
+        return (yield)
+    from resnetbench.isolation import limits_for
+
+    guard.arm(item.nodeid, *limits_for(state.config.limits))  # type: ignore[union-attr]
+    try:
+        return (yield)
+    finally:
+        guard.disarm()
 
 
 @pytest.fixture(scope="session")
@@ -400,8 +577,14 @@ def _reason(report: pytest.TestReport) -> str:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(STATE, None)
+    if state is not None and state.guard is not None:
+        state.guard.close()
     if state is None or state.role == "worker":
         return
+    if state.isolation_dir is not None:
+        import shutil
+
+        shutil.rmtree(state.isolation_dir, ignore_errors=True)
     from resnetbench.environment import calibration_kernel
     from resnetbench.measure.stability import recheck_run
 
@@ -414,6 +597,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             state.records[case_id].latency = LatencyRecord.from_dict(lat)
             state.records[case_id].note(f"latency unstable: {lat['stability']['reasons'][-1]}")
     state.write()
+    if state.journal is not None:
+        state.journal.close()
     data = state.results()
     comparison = None
     if state.baseline is not None:
