@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from resnetbench.cache import CACHE_ENV, ArtifactCache, cache_key, default_cache_dir
+from resnetbench.cache import CACHE_ENV, ArtifactCache, CacheIntegrityWarning, cache_key, default_cache_dir
 
 
 class Builder:
@@ -95,7 +95,8 @@ def test_half_written_entry_is_rebuilt(tmp_path: Path) -> None:
     (entry / "model.bin").write_bytes(b"torn")  # a writer died before meta.json
     (entry / "stale.tmp").write_bytes(b"junk")
     build = Builder()
-    path, meta = cache.get_or_build("models", "m", DESC, build)
+    with pytest.warns(CacheIntegrityWarning, match="manifest.json is missing"):
+        path, meta = cache.get_or_build("models", "m", DESC, build)
     assert build.calls == 1 and meta["cached"] is False
     assert path == entry
     assert (path / "model.bin").read_bytes() == b"x" * 100
@@ -107,7 +108,8 @@ def test_unreadable_meta_is_rebuilt(tmp_path: Path) -> None:
     build = Builder()
     path, _ = cache.get_or_build("models", "m", DESC, build)
     (path / "meta.json").write_text('{"files": ["model', encoding="utf-8")
-    _, meta = cache.get_or_build("models", "m", DESC, build)
+    with pytest.warns(CacheIntegrityWarning, match="meta.json has 17 bytes"):
+        _, meta = cache.get_or_build("models", "m", DESC, build)
     assert build.calls == 2 and meta["cached"] is False
     assert json.loads((path / "meta.json").read_text())["call"] == 2
 
