@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -37,8 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from resnetbench.architectures import ARCHITECTURES
 from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, quiet_output, record_warnings
-from resnetbench.compress import get_method
+from resnetbench.compress import get_method, structure
 from resnetbench.compress.base import INT8_DYNAMIC, INT8_STATIC
 from resnetbench.formulas import QuantLayout, SizeFormula
 from resnetbench.matrix import Case
@@ -95,17 +97,26 @@ class LiteRTRunner:
 CONVERT_TIMEOUT_S = 1800
 
 
-def _convert(model: nn.Module, sample_shape: tuple[int, ...], dst: Path, notes: list[str]) -> None:
-    """``litert_torch.convert`` of ``model`` in a child process (see the module docstring)."""
-    src = dst.with_name(dst.name + ".module.pt")
-    torch.save(model, src)  # our own file, read back by our own child, then deleted
+def _convert(model: nn.Module, arch: str, sample_shape: tuple[int, ...], dst: Path, notes: list[str]) -> None:
+    """``litert_torch.convert`` of ``model`` in a child process (see the module docstring).
+
+    The child gets the model as data, never as a pickle: its tensors (safetensors) and the
+    description of its layers on the registered architecture (``compress/structure.py``),
+    plus the architecture factory's import path for one registered only in this process.
+    """
+    src = dst.with_name(dst.name + ".src")
+    src.mkdir()
+    structure.save(model, arch, src)
+    factory = ARCHITECTURES.get(arch)
+    where = (getattr(factory, "__module__", None), getattr(factory, "__qualname__", None))
+    spec = {"factory": f"{where[0]}:{where[1]}" if all(where) else None, "shape": list(sample_shape)}
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "resnetbench.backends.litert", str(src), str(dst), json.dumps(sample_shape)],
+            [sys.executable, "-m", "resnetbench.backends.litert", str(src), str(dst), json.dumps(spec)],
             capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S,
         )
     finally:
-        src.unlink(missing_ok=True)
+        shutil.rmtree(src, ignore_errors=True)
     report = dst.with_name(dst.name + ".json")
     if proc.returncode != 0 or not report.exists():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
@@ -114,13 +125,23 @@ def _convert(model: nn.Module, sample_shape: tuple[int, ...], dst: Path, notes: 
     report.unlink()
 
 
-def _convert_main(src: str, dst: str, shape: str) -> None:
-    """The child: load the module, convert it, save the flatbuffer and the warnings it raised."""
+def _convert_main(src: str, dst: str, spec_json: str) -> None:
+    """The child: rebuild the module from its tensors, convert it, save the flatbuffer and the warnings it raised."""
     import litert_torch
 
+    from resnetbench.registry import RegistryError
+
     notes: list[str] = []
-    model = torch.load(src, weights_only=False)
-    sample = torch.randn(*json.loads(shape))
+    spec = json.loads(spec_json)
+    arch = json.loads((Path(src) / structure.STRUCTURE_FILE).read_text(encoding="utf-8"))["arch"]
+    try:
+        ARCHITECTURES.get(arch)
+    except RegistryError:  # registered in the parent only (a matrix import path, @register_arch)
+        if not spec["factory"]:
+            raise
+        ARCHITECTURES.add_target(arch, spec["factory"])
+    model = structure.load(Path(src))
+    sample = torch.randn(*spec["shape"])
     with record_warnings(notes), quiet_output():
         litert_torch.convert(model.eval(), (sample,)).export(dst)
     Path(dst + ".json").write_text(json.dumps({"notes": notes}))
@@ -197,7 +218,7 @@ class LiteRTBackend(Backend):
         extra: dict[str, Any] = {}
         float_path = out / (MODEL if case.dtype == "fp32" else "fp32.tflite")
         with Timer() as t:
-            _convert(model, (case.batch, 3, ctx.input_size, ctx.input_size), float_path, notes)
+            _convert(model, case.arch, (case.batch, 3, ctx.input_size, ctx.input_size), float_path, notes)
         extra["convert_s"] = t.seconds
         if case.dtype != "fp32":
             with record_warnings(notes), quiet_output():
