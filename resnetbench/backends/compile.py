@@ -7,7 +7,8 @@ setting for CPU inference) into a ``.pt2`` package kept in the cache entry. JIT
 cache: measured 26 of a 30 s second run); the package loads in ~0.05 s. Compile time is
 recorded apart from inference time. The artifact, for size, is the state_dict: the
 package holds the same weights plus machine-specific generated code (~1.8 MB for
-ResNet-18), which is regenerated, not shipped.
+ResNet-18), which is regenerated, not shipped. Because the package is native code, it is
+loaded from a private copy hashed against the cache entry's signed manifest.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 from resnetbench.backends.base import BuildContext, Exported, Timer
 from resnetbench.backends.eager import FP16_SLOW, EagerRunner, torch_input
 from resnetbench.backends.torch_module import TorchModuleBackend
+from resnetbench.cache import verified_copy
 from resnetbench.matrix import Case
 
 PACKAGE = "compiled.pt2"
@@ -50,8 +52,10 @@ class CompileBackend(TorchModuleBackend):
         return Exported(["model.pt"], t.seconds, [], {"compile_s": t.seconds, "package_bytes": (out / PACKAGE).stat().st_size})
 
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> EagerRunner:
-        with Timer() as t:
-            compiled = torch._inductor.aoti_load_package(str(entry / PACKAGE))
+        # The package holds a shared library that loading runs: loaded from a private copy checked
+        # against the entry's verified manifest (cache.py), never from the shared cache directory.
+        with Timer() as t, verified_copy(entry, PACKAGE, meta) as package:
+            compiled = torch._inductor.aoti_load_package(str(package))
         meta.setdefault("runtime", {}).update(
             {"compile_s": meta.get("compile_s"), "package_load_s": t.seconds, "inductor_freezing": True,
              "aot": "torch._inductor.aoti_compile_and_package", "dynamic": False}

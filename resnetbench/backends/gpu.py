@@ -19,6 +19,7 @@ from resnetbench.backends.base import BuildContext, Exported, Timer
 from resnetbench.backends.eager import torch_input
 from resnetbench.backends.onnxruntime import OnnxRuntimeBackend, OrtRunner, session_options
 from resnetbench.backends.torch_module import TorchModuleBackend
+from resnetbench.cache import verified_copy
 from resnetbench.matrix import Case
 
 
@@ -143,5 +144,6 @@ class TorchTensorRTBackend(CudaBackend):
         return Exported(["model.ts"], t.seconds)
 
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> CudaRunner:
-        module = torch.jit.load(str(entry / "model.ts"), map_location="cuda")
+        with verified_copy(entry, "model.ts", meta) as path:  # TorchScript + engine: code, checked (cache.py)
+            module = torch.jit.load(str(path), map_location="cuda")
         return CudaRunner(module, case)

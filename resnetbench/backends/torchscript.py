@@ -15,6 +15,7 @@ from torch import nn
 from resnetbench.backends.base import BuildContext, Exported, Timer, record_warnings
 from resnetbench.backends.eager import FP16_SLOW, EagerRunner, torch_input, uses_channels_last
 from resnetbench.backends.torch_module import TorchModuleBackend
+from resnetbench.cache import verified_copy
 from resnetbench.matrix import Case
 
 
@@ -39,8 +40,10 @@ class TorchScriptBackend(TorchModuleBackend):
 
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> EagerRunner:
         notes = meta.setdefault("notes", [])
-        with record_warnings(notes):
-            module = torch.jit.load(str(entry / "model.ts"), map_location="cpu")
+        # A TorchScript archive carries code and pickled constants: loaded from a private copy
+        # checked against the cache entry's verified manifest (cache.py).
+        with record_warnings(notes), verified_copy(entry, "model.ts", meta) as path:
+            module = torch.jit.load(str(path), map_location="cpu")
         channels_last = bool(meta.get("channels_last"))
         meta.setdefault("runtime", {})["channels_last"] = channels_last
         return EagerRunner(module, case, channels_last=channels_last)
