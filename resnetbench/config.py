@@ -836,6 +836,9 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
 
 # torchvision's ImageFolder takes these (torchvision.datasets.folder.IMG_EXTENSIONS), any case.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# Directory entries read in all looking for one image per class folder (a folder of a few
+# thousand classes has its first images well within it).
+IMAGE_SCAN_BUDGET = 50_000
 
 
 def _weights_file_problem(resolved: Path, written: str, bare: bool) -> str | None:
@@ -864,16 +867,23 @@ def imagefolder_problem(root: Path) -> str | None:
         return f"cannot read {root}: {exc.strerror or exc}."
     if not classes:
         return f"{root} has no class folders (an ImageNet-layout folder holds one folder of images per class)."
-    empty = [c for c in classes if not _has_image(root / c)]
+    budget = [IMAGE_SCAN_BUDGET]
+    empty = [c for c in classes if not _has_image(root / c, budget)]
     if empty:
         return (f"{root}: class folder(s) {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''} hold no image "
                 f"({', '.join(IMAGE_EXTENSIONS)}).")
     return None
 
 
-def _has_image(folder: Path) -> bool:
-    """Whether an image file lies anywhere below ``folder`` (links followed, each directory once)."""
+def _has_image(folder: Path, budget: list[int]) -> bool:
+    """Whether an image file lies anywhere below ``folder`` (links followed, each directory once).
+
+    Reads at most ``budget[0]`` directory entries (shared by the calls of one check): past
+    that (a huge folder, or ``path: /``) it cannot tell and says yes; ImageFolder decides then.
+    """
     stack, seen = [folder], set()
+    if budget[0] <= 0:
+        return True
     while stack:
         current = stack.pop()
         try:
@@ -885,6 +895,9 @@ def _has_image(folder: Path) -> bool:
             continue
         seen.add((info.st_dev, info.st_ino))
         for entry in entries:
+            budget[0] -= 1
+            if budget[0] < 0:
+                return True
             try:
                 if entry.is_dir():
                     stack.append(Path(entry.path))
@@ -898,6 +911,8 @@ def _has_image(folder: Path) -> bool:
 def _labels_problem(labels: Path, folders: list[Path], num_classes: int) -> str | None:
     """What is wrong with a ``labels:`` file (JSON: class folder name -> class index) for these folders."""
     try:
+        if labels.exists() and not labels.is_dir() and not labels.is_file():
+            return f"{labels} is not a regular file (a device or a pipe?): name a JSON file."
         if labels.stat().st_size > MAX_MATRIX_BYTES:
             return f"{labels} is too large for a label mapping ({labels.stat().st_size:,} bytes)."
         mapping = json.loads(labels.read_bytes())
@@ -968,6 +983,8 @@ def checkpoint_problem(path: Path) -> str | None:
     try:
         if path.is_dir():
             return "is a directory, not a checkpoint file."
+        if not path.is_file():
+            return "is not a regular file (a device or a pipe?): name a checkpoint file."
         size = path.stat().st_size
         with path.open("rb") as fh:
             if path.suffix == ".safetensors":

@@ -137,6 +137,7 @@ BAD: list[Bad] = [
         ("weights:", "no checkpoint file at", "nope.safetensors")),
     Bad("weights-checkpoint-is-directory", HEAD + "weights: ckpts\n", 3, ("is a directory, not a checkpoint",),
         lambda d: (d / "ckpts").mkdir()),
+    Bad("checkpoint-is-a-device", HEAD + "weights: /dev/null\n", 3, ("/dev/null", "is not a regular file")),
     Bad("checkpoint-empty", HEAD + "weights: empty.pt\n", 3, ("empty.pt", "is empty"),
         lambda d: (d / "empty.pt").write_bytes(b"")),
     Bad("checkpoint-garbage", HEAD + "weights: junk.pt\n", 3,
@@ -375,6 +376,18 @@ def test_aliases_within_reason_still_load(tmp_path: Path) -> None:
     cfg = load_config(path)
     assert cfg.tolerances["dtype"]["bf16"] == {"centered_cosine": 0.9}
     assert len(expand(cfg)) == 3
+
+
+def test_image_search_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``path: /`` or a huge folder: the search for one image per class stops after a budget of
+    directory entries and lets ImageFolder decide, instead of walking the disk."""
+    image_folder(tmp_path / "imgs", {"cat": [f"{i}.txt" for i in range(50)], "dog": []})
+    path = tmp_path / "m.yaml"
+    path.write_text(HEAD + "dataset: {name: imagefolder, path: imgs}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="class folder\\(s\\) cat, dog hold no image"):
+        load_config(path)
+    monkeypatch.setattr("resnetbench.config.IMAGE_SCAN_BUDGET", 10)
+    assert load_config(path).dataset["name"] == "imagefolder"
 
 
 # --------------------------------------------------------------------------- checkpoints
