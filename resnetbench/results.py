@@ -174,8 +174,15 @@ def results_schema() -> dict[str, Any]:
             "finished": {"type": "string"},
             "environment": {
                 "type": "object",
-                # merge and compare read the fingerprint's hash to tell machines apart
-                "properties": {"fingerprint": {"type": ["object", "null"], "properties": {"hash": _STR}}},
+                # merge and compare read the fingerprint's hash to tell machines apart; the
+                # report's machine header reads these parts (on the fingerprint or beside it)
+                "properties": {
+                    "fingerprint": {"type": ["object", "null"], "properties": {
+                        "hash": _STR, "libraries": _OBJ, "cpu_flags": _t("array", "string", "null")}},
+                    "libraries": _OBJ,
+                    "cpu_flags": _t("array", "string", "null"),
+                    "calibration": _OBJ,
+                },
             },
             "gate": {"type": "object"},
             "shards": {"type": "array", "items": {"type": "string"}},
