@@ -17,6 +17,7 @@ import pickletools
 import re
 import stat
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,11 +96,17 @@ def _tolerance_block() -> dict[str, Any]:
     }
 
 
-def _settings_schemas(compressions: tuple[str, ...], archs: tuple[str, ...]) -> dict[str, Any]:
+def _settings_schemas(compressions: tuple[str, ...], archs: tuple[str, ...],
+                      resolve: Collection[str] | None = None) -> dict[str, Any]:
     """``compression_settings``: each method's declared settings (``Method.settings_schema``),
-    plus the settings backends read; a method that declares none takes any mapping."""
+    plus the settings backends read; a method that declares none takes any mapping.
 
-    def resolve(prop: dict[str, Any]) -> dict[str, Any]:
+    Reading a declaration imports the method's module: only the methods in ``resolve`` (the
+    ones a matrix sets) are read, or the built-ins (torch-free) when it is None, so an
+    installed plugin that imports torch is not imported to validate a matrix that never uses it.
+    """
+
+    def named(prop: dict[str, Any]) -> dict[str, Any]:
         prop = dict(prop)
         if prop.pop("x-names", None) == "architectures":
             prop["enum"] = list(archs)
@@ -107,14 +114,16 @@ def _settings_schemas(compressions: tuple[str, ...], archs: tuple[str, ...]) -> 
 
     out: dict[str, Any] = {}
     for name in compressions:
-        try:
-            declared = COMPRESSIONS.get(name).settings_schema
-        except Exception:  # a broken plugin fails where a matrix uses it, not in every matrix
-            declared = None
+        declared = None
+        if (name in resolve) if resolve is not None else (name in COMPRESSIONS._builtin):
+            try:
+                declared = COMPRESSIONS.get(name).settings_schema
+            except Exception:  # a broken plugin fails where a matrix runs it, not here
+                declared = None
         if declared is None:
             out[name] = {"type": "object"}
             continue
-        properties = {key: resolve(prop) for key, prop in declared.items()}
+        properties = {key: named(prop) for key, prop in declared.items()}
         properties.update({k: v for k, v in BACKEND_SETTINGS.items() if k not in properties})
         out[name] = {"type": "object", "additionalProperties": False, "properties": properties}
     return out
@@ -128,9 +137,11 @@ def json_schema(
     archs: tuple[str, ...] | None = None,
     backends: tuple[str, ...] | None = None,
     compressions: tuple[str, ...] | None = None,
+    settings_of: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON Schema of a matrix file; names default to what the registries hold now
-    (built-ins, installed entry points, registered extras)."""
+    (built-ins, installed entry points, registered extras). ``settings_of``: the methods whose
+    declared settings to spell out (default: the built-ins; see ``_settings_schemas``)."""
     archs = archs or ARCHITECTURES.names()
     backends = backends or BACKENDS.names()
     compressions = compressions or COMPRESSIONS.names()
@@ -280,7 +291,7 @@ def json_schema(
             "compression_settings": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": _settings_schemas(compressions, archs),
+                "properties": _settings_schemas(compressions, archs, settings_of),
             },
             **{
                 key: {
@@ -643,7 +654,8 @@ def load_config(path: str | os.PathLike[str], archs: tuple[str, ...] | None = No
         declared = data.get("architectures")
         extra = tuple(declared) if isinstance(declared, dict) else ()
         known_archs = tuple(archs) + tuple(a for a in extra if a not in archs)
-    schema = json_schema(known_archs)
+    declared = data.get("compression_settings")
+    schema = json_schema(known_archs, settings_of=set(declared) if isinstance(declared, dict) else set())
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(data))
     if errors:
         msg, line = _describe(_best_error(errors), root)
