@@ -25,7 +25,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from resnetbench.architectures import ARCHITECTURES
+from resnetbench.architectures import ARCHITECTURES, BUILTIN_ARCHS
 from resnetbench.backends import BACKENDS
 from resnetbench.compress import COMPRESSIONS
 from resnetbench.formulas import DTYPE_BYTES
@@ -851,6 +851,26 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 # Directory entries read in all looking for one image per class folder (a folder of a few
 # thousand classes has its first images well within it).
 IMAGE_SCAN_BUDGET = 50_000
+
+
+def torchvision_weights_problem(arch: str) -> str | None:
+    """Why ``weights: torchvision`` cannot give ``arch`` its weights here; None when it can (or
+    when it cannot be told without torch: an architecture torchvision does not name).
+
+    resnetbench never downloads (weights.py): torchvision's file must already be in torch
+    hub's checkpoint directory, named ``<arch>-<hash>.pth`` (the directory torch.hub.get_dir
+    resolves from TORCH_HOME or XDG_CACHE_HOME, found here without importing torch).
+    """
+    if arch not in BUILTIN_ARCHS:
+        return None
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "torch")
+    checkpoints = Path(os.path.expanduser(home)) / "hub" / "checkpoints"
+    if any(checkpoints.glob(f"{arch}-*.pth")):
+        return None
+    return (f"torchvision's pretrained {arch} weights are not on this machine (no {checkpoints}/{arch}-*.pth), "
+            f"and resnetbench does not download: fetch them where there is network "
+            f"(torchvision.models.{arch}(weights='DEFAULT') stores them there) and copy them here, set TORCH_HOME, "
+            f"or use weights: {{source: path, path: FILE}}.")
 
 
 def _weights_file_problem(resolved: Path, written: str, bare: bool) -> str | None:

@@ -36,7 +36,7 @@ from typing import Any
 from resnetbench.architectures import BUILTIN_ARCHS, DEFAULT_ARCH
 from resnetbench.backends import DEFAULT_BACKEND
 from resnetbench.compress import DEFAULT_COMPRESSION, get_method
-from resnetbench.config import AXES, Config, ConfigError
+from resnetbench.config import AXES, Config, ConfigError, torchvision_weights_problem
 from resnetbench.formulas import DTYPE_BYTES
 
 AXIS_DEFAULTS: dict[str, Any] = {
@@ -261,6 +261,11 @@ def expand(config: Config) -> list[Case]:
     if not cases:
         # a run of nothing would pass: an exclude that removes everything is a mistake to report
         raise ConfigError(f"{config.path}: the matrix expands to no cases (every combination is excluded)")
+    if config.weights.get("source") == "torchvision":
+        for arch in dict.fromkeys(case.arch for case in cases.values()):
+            problem = torchvision_weights_problem(arch)
+            if problem:
+                raise ConfigError(f"{config.path}: weights: {problem}")
     memory = machine_memory_bytes()
     if memory:
         for case in cases.values():

@@ -378,6 +378,26 @@ def test_aliases_within_reason_still_load(tmp_path: Path) -> None:
     assert len(expand(cfg)) == 3
 
 
+def test_torchvision_weights_not_on_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """resnetbench never downloads: without torchvision's file in torch hub's directory every
+    case would error at run time; validate says so first (found without importing torch)."""
+    hub = tmp_path / "torch-home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    path = tmp_path / "m.yaml"
+    path.write_text("matrix:\n  arch: [resnet18, resnet50]\nweights: torchvision\n", encoding="utf-8")
+    (hub / "resnet18-f37072fd.pth").write_bytes(b"")
+    assert cli.main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"resnetbench: error: {path}: weights: torchvision's pretrained resnet50 weights are not on this machine "
+        f"(no {hub}/resnet50-*.pth), and resnetbench does not download: fetch them where there is network "
+        "(torchvision.models.resnet50(weights='DEFAULT') stores them there) and copy them here, set TORCH_HOME, "
+        "or use weights: {source: path, path: FILE}.\n")
+    (hub / "resnet50-11ad3fa6.pth").write_bytes(b"")
+    assert cli.main(["validate", str(path)]) == 0
+
+
 def test_image_search_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``path: /`` or a huge folder: the search for one image per class stops after a budget of
     directory entries and lets ImageFolder decide, instead of walking the disk."""
