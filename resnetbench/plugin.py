@@ -245,6 +245,12 @@ def pytest_configure(config: pytest.Config) -> None:
         cases = expand(cfg)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    for option in ("results", "report", "summary"):  # refused before hours of work, not after
+        if config.getoption(option):
+            try:
+                results_io.check_output(config.getoption(option), f"--{option}")
+            except results_io.ResultsError as exc:
+                raise pytest.UsageError(str(exc)) from None
     all_ids = [c.id for c in cases]
     shard = config.getoption("shard")
     k = n = 0
@@ -483,7 +489,7 @@ def _mark_gpu_cases(items: list[pytest.Item]) -> None:
 
     for item in items:
         case: Any = getattr(getattr(item, "callspec", None), "params", {}).get("case")
-        if hasattr(case, "backend") and get_backend(case.backend).device == "cuda":
+        if hasattr(case, "backend") and get_backend(case.backend).device != "cpu":
             item.add_marker(pytest.mark.gpu)
 
 

@@ -173,3 +173,17 @@ def test_resume_of_another_matrix_is_a_clear_refusal(pytester, shared_cache, mon
     err = result.stderr.str()
     assert "--resume:" in err and "another matrix file or shard" in err and "Traceback" not in err
     assert not results.exists()  # nothing written, nothing lost
+
+
+@pytest.mark.parametrize("option", ["--results", "--report", "--summary"])
+def test_an_output_path_that_is_a_directory_is_refused_before_running(pytester, option):
+    matrix = pytester.path / "m.yaml"
+    matrix.write_text("matrix:\n  arch: [resnet18]\n  backend: [eager]\ninput_size: 32\nclaims: false\n")
+    (pytester.path / "outdir").mkdir()
+    args = ["--results", str(pytester.path / "r.json")] if option != "--results" else []
+    result = pytester.runpytest_subprocess("--matrix", str(matrix), *args, option, str(pytester.path / "outdir"),
+                                           "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert f"{option} " in err and "is a directory" in err and "Traceback" not in err
+    assert not (pytester.path / "r.json").exists()
