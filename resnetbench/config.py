@@ -38,6 +38,8 @@ __all__ = ["AXES", "Config", "ConfigError", "checkpoint_problem", "imagefolder_p
 DTYPES = tuple(DTYPE_BYTES)
 # The extension kinds a matrix can declare by import path, and their registries.
 EXTENSION_KEYS = ("architectures", "backends", "compressions")
+# What an extension may be called: its name goes into case ids and cache file names (no path traversal).
+EXTENSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 # Dotted identifiers on both sides: "..:x" or "a.:b" would reach importlib as a relative or
 # empty module name and fail there with something other than an ImportError.
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -734,6 +736,10 @@ def _register_import_paths(path: Path, data: dict[str, Any], root: yaml.Node | N
             if not isinstance(name, str) or not isinstance(target, str) or not IMPORT_PATH.match(target):
                 continue  # the schema says what is wrong with it
             where = f"{_line(path, root, [key, name])}: {key}.{name}"
+            if not EXTENSION_NAME.match(name):
+                raise ConfigError(f"{where}: {name!r} cannot be a name: it becomes part of case ids and of file "
+                                  "names in the cache, so use letters, digits, '_', '.', '+' and '-', starting "
+                                  "with a letter or digit (no '/', no spaces).")
             if name in registry._builtin:
                 raise ConfigError(f"{where}: {name!r} is a built-in {registry.kind}; give yours another name.")
             try:
