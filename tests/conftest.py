@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,11 @@ import resnetbench.compare  # noqa: F401
 import resnetbench.report  # noqa: F401
 
 pytest_plugins = ["pytester"]
+
+# pytester gives every run its own HOME, so each would make its own cache key under
+# ~/.config and find the shared cache's entries signed by another key (rebuilt, with a note).
+# One key for the whole test session, as CI passes one secret; tests of the key unset it.
+os.environ.setdefault("RESNETBENCH_CACHE_KEY", "resnetbench-test-session")
 
 
 @pytest.fixture(scope="session")
