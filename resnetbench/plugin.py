@@ -587,6 +587,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.guard.close()
     if state is None or state.role == "worker":
         return
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and state.resumed:
+        session.exitstatus = pytest.ExitCode.OK  # --resume of a run that had finished everything
     if state.isolation_dir is not None:
         import shutil
 

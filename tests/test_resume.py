@@ -187,3 +187,17 @@ def test_an_output_path_that_is_a_directory_is_refused_before_running(pytester, 
     err = result.stderr.str()
     assert f"{option} " in err and "is a directory" in err and "Traceback" not in err
     assert not (pytester.path / "r.json").exists()
+
+
+def test_resuming_a_finished_run_runs_nothing_and_passes(pytester, shared_cache, monkeypatch):
+    monkeypatch.setenv("RESNETBENCH_CACHE", str(shared_cache))
+    matrix = pytester.path / "m.yaml"
+    matrix.write_text("matrix:\n  arch: [resnet18]\n  backend: [eager]\ninput_size: 32\n"
+                      "latency: {warmup: 1, rounds: 3, pairs: 4, blocks: 2}\nclaims: false\n")
+    results = pytester.path / "results.json"
+    args = ("--matrix", str(matrix), "--results", str(results), "-p", "no:cacheprovider")
+    assert pytester.runpytest_subprocess(*args).ret == 0
+    again = pytester.runpytest_subprocess(*args, "--resume")
+    assert again.ret == 0, again.stdout.str()[-2000:]
+    assert "4 deselected" in again.stdout.str()  # the case's 3 tests and the (claims: false) claim test
+    assert json.loads(results.read_text())["cases"][0]["outcome"] == "passed"
