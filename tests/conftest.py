@@ -34,12 +34,13 @@ def run_matrix(pytester: pytest.Pytester, shared_cache: Path, monkeypatch: pytes
     """Write a matrix file and run ``pytest --matrix`` on it in a subprocess."""
     monkeypatch.setenv("RESNETBENCH_CACHE", str(shared_cache))
 
-    def run(matrix: str, *args: str, name: str = "m.yaml") -> tuple[pytest.RunResult, dict[str, Any] | None]:
+    def run(matrix: str, *args: str, name: str = "m.yaml",
+            timeout: float | None = None) -> tuple[pytest.RunResult, dict[str, Any] | None]:
         path = pytester.path / name
         path.write_text(matrix)
         results = pytester.path / "results.json"
         result = pytester.runpytest_subprocess(
-            "--matrix", str(path), "--results", str(results), "-p", "no:cacheprovider", *args
+            "--matrix", str(path), "--results", str(results), "-p", "no:cacheprovider", *args, timeout=timeout
         )
         data = json.loads(results.read_text()) if results.exists() else None
         return result, data

@@ -94,7 +94,8 @@ def _case_id(arch: str, dtype: str, compression: str, backend: str) -> str:
 def test_a_segfault_a_hang_and_a_memory_blowup_cost_only_their_cases(pytester, run_matrix):
     pytester.makepyfile(badarchs=BAD_ARCHS)
     start = time.perf_counter()
-    result, data = run_matrix(_matrix(), "--isolate")
+    # a broken watchdog would leave the hang to sleep an hour: fail instead
+    result, data = run_matrix(_matrix(), "--isolate", timeout=900)
     wall = time.perf_counter() - start
     out = result.stdout.str()
     assert data is not None, out[-3000:]
