@@ -8,11 +8,14 @@ cache: no state is carried over from earlier cases.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import hashlib
 import importlib.util
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -21,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnetbench import data
+from resnetbench import data, tuning
 from resnetbench.backends import get_backend
-from resnetbench.backends.base import Backend, BuildContext, Runner, files_bytes
+from resnetbench.backends.base import Backend, BuildContext, Recipe, Runner, files_bytes
 from resnetbench.cache import ArtifactCache
 from resnetbench.compress import DEFAULT_COMPRESSION, get_method, structure
 from resnetbench.compress.base import Method, MethodContext
@@ -51,6 +54,7 @@ class Built:
     inventory: Any = None
     notes: list[str] = field(default_factory=list)
     conversion: dict[str, Any] = field(default_factory=dict)
+    tuning: dict[str, Any] = field(default_factory=dict)  # which recipe runs it and why (tuning.py)
 
 
 def settings_for(case: Case) -> dict[str, Any]:
@@ -154,8 +158,14 @@ def compressed_model(config: Config, case: Case, cache: ArtifactCache) -> tuple[
     return model, {**meta["info"], "compress_s": meta["compress_s"], "cached": meta["cached"]}
 
 
-def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -> Built:
-    """Make (or fetch from the cache) everything a case's tests need."""
+def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int, tune: bool = True,
+               timing_lock: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> Built:
+    """Make (or fetch from the cache) everything a case's tests need.
+
+    ``tune=False`` loads the backend's default recipe whatever the matrix says (the latency
+    reference does: it must not move with tuning). ``timing_lock`` is held while recipes are
+    timed (the suite passes ``quiet.exclusive``).
+    """
     backend = get_backend(case.backend)
     method = get_method(case.compression)
     ctx = context_for(config, case, threads)
@@ -193,14 +203,32 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -
     # Entries of this case that failed their manifest check and were rebuilt (cache.py): the record says so.
     notes.extend(n for n in cache.rebuilds[rebuilds_before:] if n not in notes)
     with_load = time.perf_counter()
-    runner = backend.load(model, case, entry, meta, ctx)
-    load_s = time.perf_counter() - with_load
+    metas: dict[str, dict[str, Any]] = {}
+
+    def load(recipe: Recipe, private: bool) -> Runner:
+        # Each load records its own runtime settings; the chosen recipe's become the entry's.
+        own = {**meta, "runtime": dict(meta.get("runtime", {})), "notes": list(meta.get("notes", []))}
+        metas[recipe.name] = own
+        return backend.load(copy.deepcopy(model) if private else model, case, entry, own,
+                            dataclasses.replace(ctx, recipe=recipe))
+
+    sample = torch.randn(case.batch, 3, config.input_size, config.input_size,
+                         generator=torch.Generator().manual_seed(config.seed))
+    runner, recipe_choice = tuning.choose(
+        case.backend, case.id, backend.recipes(case), config.tuning if tune else {"enabled": False}, load, sample,
+        case.dtype, cache, entry.name, threads, timing_lock)
+    meta = metas[recipe_choice["recipe"]]
+    meta["runtime"]["recipe"] = recipe_choice["recipe"]
+    # What choosing cost this run (0 when the choice came from the cache or there was none to make).
+    tuning_s = recipe_choice["cost_s"] if recipe_choice.get("cached") is False else 0.0
+    load_s = time.perf_counter() - with_load - tuning_s
     conversion = {
         "export_s": meta.get("export_s"),
         "load_s": load_s,
         "compress_s": comp_info.get("compress_s"),
         "quantize_s": quant_info.get("quantize_s") or meta.get("quantize_s"),
         "compile_s": meta.get("runtime", {}).get("compile_s"),
+        "tuning_s": tuning_s,
         "cached": meta["cached"],
         "peak_rss_mb": _peak_rss_mb(),
         "peak_rss_growth_mb": _peak_rss_mb() - rss_before,
@@ -209,7 +237,7 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int) -
     if ctx.calibration_source:
         info["calibration_source"] = ctx.calibration_source
     return Built(case, model, entry, files_bytes(entry, meta["files"]), meta, runner, info, fp32_model, backend, method,
-                 inventory(fp32_model), notes, conversion)
+                 inventory(fp32_model), notes, conversion, recipe_choice)
 
 
 def _artifact_modules(backend: object) -> tuple[str, ...]:
@@ -219,7 +247,7 @@ def _artifact_modules(backend: object) -> tuple[str, ...]:
 
 
 def build_default(arch: str, backend: str, batch: int, input_size: int, cache: ArtifactCache, threads: int,
-                  origin: str, dtype: str = "fp32", compression: str = DEFAULT_COMPRESSION) -> Built:
+                  origin: str, dtype: str = "fp32", compression: str = DEFAULT_COMPRESSION, tune: bool = True) -> Built:
     """A case with every setting at its default (no matrix file; ``origin`` names the caller)."""
     config = Config(path=Path(origin), matrix={}, input_size=input_size)
-    return build_case(config, Case(arch, dtype, compression, backend, batch), cache, threads)
+    return build_case(config, Case(arch, dtype, compression, backend, batch), cache, threads, tune)

@@ -56,6 +56,9 @@ SEED_MAX = 2**32 - 1  # numpy's limit; torch takes 64 bits, the suite adds small
 # pairs more than the plain loop needs rounds. p90 needs 64 rounds (set rounds: 64).
 # An unstable timing (measure/stability.py) is re-timed up to ``retimes`` times.
 LATENCY_DEFAULTS = {"warmup": 5, "rounds": 20, "pairs": 40, "blocks": 8, "retimes": 2}
+# Recipe choice per artifact (tuning.py): on, 20 s of timing at most, nothing pinned.
+TUNING_DEFAULTS: dict[str, Any] = {"enabled": True, "budget_s": 20.0, "recipes": {}}
+RECIPE_NAME = r"^[a-z0-9][a-z0-9_.+-]{0,63}$"
 ACCURACY_METRICS = {
     # metric: (direction, description); "max" means the value must stay <= limit
     "rel_l2": ("max", "relative L2 error of the logits"),
@@ -284,6 +287,19 @@ def json_schema(
                     "memory_gb": {"type": "number", "exclusiveMinimum": 0},
                 },
             },
+            "tuning": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "how each artifact's run recipe is chosen (backends/base.py Recipe, tuning.py)",
+                "properties": {
+                    "enabled": {"type": "boolean", "description": "time the backend's recipes and keep the fastest"},
+                    "budget_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                                 "description": "seconds of timing per artifact"},
+                    "recipes": {"type": "object", "description": "backend -> the recipe to pin (no timing)",
+                                "propertyNames": {"enum": list(backends)},
+                                "additionalProperties": {"type": "string", "pattern": RECIPE_NAME}},
+                },
+            },
             "cache": {
                 "type": "object",
                 "additionalProperties": False,
@@ -352,6 +368,7 @@ class Config:
     compressions: dict[str, str] = field(default_factory=dict)
     gate: dict[str, float] = field(default_factory=dict)
     limits: dict[str, float] = field(default_factory=dict)  # --isolate's per-test limits (isolation.py)
+    tuning: dict[str, Any] = field(default_factory=lambda: dict(TUNING_DEFAULTS))
 
 
 def _key_matches(node: yaml.Node, key: Any) -> bool:
@@ -571,6 +588,9 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
         )
     elif validator == "minProperties":
         msg = f"{where}: an empty entry matches every case; name at least one axis."
+    elif validator == "pattern" and error.validator_value == RECIPE_NAME:
+        msg = (f"{where}: {_shown(error.instance)} is not a recipe name (lower-case letters, digits and _ . + -; "
+               f"`resnetbench recipes` lists each backend's).")
     elif validator == "pattern":
         msg = f"{where}: {_shown(error.instance)} must look like 'package.module:function' (or ':Class', ':OBJECT')."
     elif validator == "oneOf":
@@ -847,6 +867,8 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
                               f"({kwargs['latency']['pairs']}): each block needs at least one pair.")
     if "gate" in data:
         kwargs["gate"] = dict(data["gate"])
+    if "tuning" in data:
+        kwargs["tuning"] = {**TUNING_DEFAULTS, **data["tuning"], "recipes": dict(data["tuning"].get("recipes") or {})}
     return Config(**kwargs)
 
 

@@ -29,26 +29,50 @@ LOCK_NAME = "machine.lock"
 ALONE_BELOW_CORES = 0.25
 
 
+class Hold:
+    """A held lock on the machine file; ``exclusive()`` turns a shared hold exclusive for a while."""
+
+    def __init__(self, fd: int | None, mode: int) -> None:
+        self.fd = fd
+        self.mode = mode
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Time something inside a build: wait until no other worker builds or times, then go back.
+
+        flock converts a lock on the same open file by dropping it and taking the new one,
+        so two builders that both ask cannot deadlock: each lets go of its shared hold first.
+        """
+        if fcntl is None or self.fd is None or self.mode == fcntl.LOCK_EX:
+            yield
+            return
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.fd, self.mode)
+
+
 @contextlib.contextmanager
-def _flock(directory: Path, mode: int) -> Iterator[None]:
+def _flock(directory: Path, mode: int) -> Iterator[Hold]:
     if fcntl is None:
-        yield
+        yield Hold(None, mode)
         return
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / LOCK_NAME, "a+b") as fh:
         fcntl.flock(fh.fileno(), mode)
         try:
-            yield
+            yield Hold(fh.fileno(), mode)
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def shared(directory: Path) -> contextlib.AbstractContextManager[None]:
+def shared(directory: Path) -> contextlib.AbstractContextManager[Hold]:
     """Hold while building or evaluating: any number of workers at once, never beside a timing."""
     return _flock(directory, fcntl.LOCK_SH if fcntl else 0)
 
 
-def exclusive(directory: Path) -> contextlib.AbstractContextManager[None]:
+def exclusive(directory: Path) -> contextlib.AbstractContextManager[Hold]:
     """Hold while timing: waits until no other worker builds, evaluates or times."""
     return _flock(directory, fcntl.LOCK_EX if fcntl else 0)
 

@@ -42,15 +42,34 @@ class Runner(Protocol):
     def to_logits(self, out: Any) -> torch.Tensor: ...
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """One way an expert would run an artifact: load-time options, applied by the backend's ``load``.
+
+    A backend lists its recipes for a case (``Backend.recipes``), its long-standing way
+    first; ``tuning.py`` times them on the machine and keeps the fastest that computes the
+    same outputs. Options that would need another artifact are not recipes: each would
+    cost a second export (or compilation) per case.
+    """
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+
+DEFAULT_RECIPE = Recipe("default", {}, "the backend's only way")
+
+
 @dataclass
 class BuildContext:
-    """What a backend may need besides the model: settings, threads, calibration data."""
+    """What a backend may need besides the model: settings, threads, calibration data, the recipe to load."""
 
     threads: int
     input_size: int
     calibration: torch.Tensor | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     calibration_source: str = ""  # where the calibration images came from (never the evaluation set)
+    recipe: Recipe = DEFAULT_RECIPE
 
 
 @dataclass
@@ -107,6 +126,14 @@ class Backend:
         """The module ``export`` receives (already a private copy). Backends that convert the
         fp32 module themselves (ONNX-based ones) take it as it is."""
         return model, {}
+
+    def recipes(self, case: Case) -> tuple[Recipe, ...]:
+        """The ways to run ``case``'s artifact that tuning chooses from; the first is the default."""
+        return (DEFAULT_RECIPE,)
+
+    def compute_dtype(self, case: Case) -> str:
+        """The arithmetic the case's convolutions run in (its roof, ``roof.py``): the case's dtype by default."""
+        return case.dtype
 
     def int8_layout(self, scheme: str) -> QuantLayout:
         """How this backend's int8 path for ``scheme`` stores a model (for the size formula)."""

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnetbench.backends.base import TORCH_DTYPES, BuildContext, Exported, Timer, is_quantized
+from resnetbench.backends.base import TORCH_DTYPES, BuildContext, Exported, Recipe, Timer, is_quantized
 from resnetbench.backends.torch_module import TorchModuleBackend
 from resnetbench.matrix import Case
 
@@ -59,6 +59,30 @@ class EagerRunner:
         return out.float()
 
 
+class MkldnnRunner(EagerRunner):
+    """A module converted by ``torch.utils.mkldnn.to_mkldnn``: oneDNN tensors in, a dense output out.
+
+    The output is made dense inside ``run``: that is part of what a caller pays for a usable result.
+    """
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return torch_input(x, self.case).to_mkldnn()
+
+    def run(self, native: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            out = self.model(native)
+            return out.to_dense() if out.is_mkldnn else out
+
+
+# Float models only: PyTorch's int8 modules and fp16 (no fast kernels) have one way to run.
+EAGER_RECIPES = (
+    Recipe("channels_last", {"layout": "channels_last"}, "module and input in channels-last memory format"),
+    Recipe("contiguous", {"layout": "contiguous"}, "module and input in the default (NCHW) format"),
+    Recipe("mkldnn", {"layout": "mkldnn"}, "torch.utils.mkldnn.to_mkldnn: weights and activations as oneDNN tensors"),
+)
+FP16_OR_INT8 = Recipe("contiguous", {"layout": "contiguous"}, "the default format (no other layout has kernels here)")
+
+
 class EagerBackend(TorchModuleBackend):
     name = "eager"
     dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
@@ -70,12 +94,20 @@ class EagerBackend(TorchModuleBackend):
             torch.save(model.state_dict(), out / "model.pt")
         return Exported(["model.pt"], t.seconds)
 
+    def recipes(self, case: Case) -> tuple[Recipe, ...]:
+        return EAGER_RECIPES if uses_channels_last(case) else (FP16_OR_INT8,)
+
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> EagerRunner:
         # The artifact is authoritative: its tensors replace the in-memory ones.
         state = torch.load(entry / "model.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         model.eval()
-        channels_last = uses_channels_last(case)
+        layout = ctx.recipe.options.get("layout", "contiguous")
+        meta.setdefault("runtime", {})["channels_last"] = layout == "channels_last"
+        if layout == "mkldnn":
+            from torch.utils import mkldnn as mkldnn_utils
+
+            return MkldnnRunner(mkldnn_utils.to_mkldnn(model, dtype=TORCH_DTYPES[case.dtype]), case, False)
+        channels_last = layout == "channels_last"
         model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        meta.setdefault("runtime", {})["channels_last"] = channels_last
         return EagerRunner(model, case, channels_last)

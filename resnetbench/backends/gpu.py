@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnetbench.backends.base import BuildContext, Exported, Timer
+from resnetbench.backends.base import DEFAULT_RECIPE, BuildContext, Exported, Recipe, Timer
 from resnetbench.backends.eager import torch_input
 from resnetbench.backends.onnxruntime import OnnxRuntimeBackend, OrtRunner, session_options
 from resnetbench.backends.torch_module import TorchModuleBackend
@@ -105,6 +105,9 @@ class OrtCudaBackend(OnnxRuntimeBackend):
 
     def extra_name(self) -> str:
         return "gpu"
+
+    def recipes(self, case: Case) -> tuple[Recipe, ...]:
+        return (DEFAULT_RECIPE,)  # always device-bound IOBinding (OrtCudaRunner); the CPU recipes do not apply
 
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> OrtRunner:
         import onnxruntime as ort

@@ -9,6 +9,7 @@ int8 comes from ``onnxruntime.quantization`` (dynamic, or static QDQ with calibr
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from resnetbench.backends import onnx_quantize
-from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, cast_model
+from resnetbench.backends.base import Backend, BuildContext, Exported, Recipe, Timer, cast_model
 from resnetbench.backends.onnx_export import bf16_weight_storage, export_onnx, onnx_files, op_histogram, single_file
 from resnetbench.compress import get_method
 from resnetbench.compress.base import INT8_DYNAMIC, INT8_STATIC
@@ -73,11 +74,54 @@ class OrtRunner:
         return torch.from_numpy(np.asarray(out[0], dtype=np.float32))
 
 
-def session_options(threads: int, optimized_path: Path | None = None) -> Any:
+class OrtBoundRunner(OrtRunner):
+    """The same session run through an IOBinding: input and output buffers bound once per input.
+
+    ``run`` then skips building the feed and allocating the output on every call. The
+    output buffer is reused, so ``run`` hands back a view that ``to_logits`` copies.
+    """
+
+    def prepare(self, x: torch.Tensor) -> Any:
+        arr: np.ndarray = np.ascontiguousarray(x.float().numpy().astype(self.input_dtype))
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.input_name, arr)
+        output = self.session.get_outputs()[0]
+        out = np.empty((arr.shape[0], *output.shape[1:]), dtype=self.input_dtype)
+        binding.bind_output(output.name, "cpu", 0, out.dtype, list(out.shape), out.ctypes.data)
+        return _Bound(binding, arr, out)
+
+    def run(self, native: Any) -> list[np.ndarray]:
+        self.session.run_with_iobinding(native.binding)
+        return [native.out]
+
+    def to_logits(self, out: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.array(out[0], dtype=np.float32))
+
+
+@dataclass
+class _Bound:
+    """A binding and the arrays it points into (ONNX Runtime holds raw pointers: they must live as long)."""
+
+    binding: Any
+    arr: np.ndarray
+    out: np.ndarray
+
+
+RECIPES = (
+    Recipe("run", {"level": "all", "api": "run"}, "graph optimisation ALL, InferenceSession.run with a numpy feed"),
+    Recipe("iobinding", {"level": "all", "api": "iobinding"},
+           "graph optimisation ALL, input and output buffers bound once (run_with_iobinding)"),
+    Recipe("extended", {"level": "extended", "api": "run"},
+           "graph optimisation EXTENDED (no NCHWc layout transformation), run()"),
+)
+
+
+def session_options(threads: int, optimized_path: Path | None = None, level: str = "all") -> Any:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if level == "all"
+                                   else ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -106,17 +150,25 @@ class OnnxRuntimeBackend(Backend):
     def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
         return export_for_onnx(model, case, out, ctx)
 
+    def recipes(self, case: Case) -> tuple[Recipe, ...]:
+        return RECIPES
+
+    def compute_dtype(self, case: Case) -> str:
+        return "fp32" if case.dtype == "bf16" else case.dtype  # bf16 storage, fp32 compute
+
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> OrtRunner:
         import onnxruntime as ort
 
         optimized = None
         if ctx.settings.get("save_optimized"):
             optimized = entry.parent / (entry.name + "-optimized.onnx")
+        level = ctx.recipe.options.get("level", "all")
         session = ort.InferenceSession(
-            str(entry / "model.onnx"), session_options(ctx.threads, optimized), providers=list(self.providers)
+            str(entry / "model.onnx"), session_options(ctx.threads, optimized, level), providers=list(self.providers)
         )
         meta.setdefault("runtime", {}).update(
-            {"providers": session.get_providers(), "graph_optimization": "ORT_ENABLE_ALL", "intra_op_threads": ctx.threads,
-             "spinning": "during runs only (session.force_spinning_stop=1)"}
+            {"providers": session.get_providers(), "graph_optimization": f"ORT_ENABLE_{level.upper()}",
+             "intra_op_threads": ctx.threads, "spinning": "during runs only (session.force_spinning_stop=1)"}
         )
-        return OrtRunner(session, np.float16 if case.dtype == "fp16" else np.float32)
+        runner = OrtBoundRunner if ctx.recipe.options.get("api") == "iobinding" else OrtRunner
+        return runner(session, np.float16 if case.dtype == "fp16" else np.float32)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from resnetbench.backends import onnx_quantize
-from resnetbench.backends.base import Backend, BuildContext, Exported, Timer
+from resnetbench.backends.base import Backend, BuildContext, Exported, Recipe, Timer
 from resnetbench.backends.onnxruntime import export_for_onnx
 from resnetbench.compress.base import INT8_STATIC
 from resnetbench.formulas import QuantLayout
@@ -41,6 +41,13 @@ class OpenVINORunner:
 
     def to_logits(self, out: Any) -> torch.Tensor:
         return torch.from_numpy(np.array(out[0], dtype=np.float32))
+
+
+RECIPES = (
+    Recipe("hint", {}, "the performance hint alone (LATENCY at batch 1, THROUGHPUT above) picks streams and threads"),
+    Recipe("one-stream-pinned", {"NUM_STREAMS": 1, "ENABLE_CPU_PINNING": True},
+           "the hint, plus one stream and threads pinned to cores"),
+)
 
 
 class OpenVINOBackend(Backend):
@@ -75,6 +82,12 @@ class OpenVINOBackend(Backend):
         extra = {k: v for k, v in onnx_export.extra.items() if k != "ops"}
         return Exported(["model.bin", "model.xml"], onnx_export.seconds + t.seconds, notes, extra)
 
+    def recipes(self, case: Case) -> tuple[Recipe, ...]:
+        return RECIPES
+
+    def compute_dtype(self, case: Case) -> str:
+        return "fp32" if case.dtype == "fp16" else case.dtype  # fp16 weights, f32 compute
+
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> OpenVINORunner:
         import openvino as ov
 
@@ -85,6 +98,7 @@ class OpenVINOBackend(Backend):
             "PERFORMANCE_HINT": hint,
             "INFERENCE_NUM_THREADS": ctx.threads,
             "INFERENCE_PRECISION_HINT": PRECISION[case.dtype],
+            **ctx.recipe.options,
         }
         ov_model = core.read_model(str(entry / "model.xml"))
         ov_model.reshape([case.batch, 3, ctx.input_size, ctx.input_size])

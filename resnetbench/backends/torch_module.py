@@ -8,6 +8,7 @@ from torch import nn
 
 from resnetbench.backends import torch_quantize
 from resnetbench.backends.base import Backend, BuildContext, cast_model
+from resnetbench.compress import get_method
 from resnetbench.compress.base import INT8_DYNAMIC, INT8_STATIC, Method
 from resnetbench.formulas import QuantLayout
 from resnetbench.matrix import Case
@@ -31,6 +32,10 @@ class TorchModuleBackend(Backend):
                 ctx.calibration = ctx.calibration[:1]
             return torch_quantize.quantize_torch_static(model, ctx, notes)
         return cast_model(model, case.dtype), {}
+
+    def compute_dtype(self, case: Case) -> str:
+        # PyTorch's dynamic quantization makes only Linear layers int8: the convolutions stay fp32.
+        return "fp32" if get_method(case.compression).quantization == INT8_DYNAMIC else case.dtype
 
     def int8_layout(self, scheme: str) -> QuantLayout:
         return torch_quantize.LAYOUTS[scheme]

@@ -12,11 +12,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnetbench.backends.base import BuildContext, Exported, Timer, record_warnings
+from resnetbench.backends.base import BuildContext, Exported, Recipe, Timer, record_warnings
 from resnetbench.backends.eager import FP16_SLOW, EagerRunner, torch_input, uses_channels_last
 from resnetbench.backends.torch_module import TorchModuleBackend
 from resnetbench.cache import verified_copy
 from resnetbench.matrix import Case
+
+RECIPES = (
+    Recipe("frozen", {"optimize": False}, "the frozen, traced module as saved"),
+    Recipe("optimize_for_inference", {"optimize": True},
+           "torch.jit.optimize_for_inference after loading: oneDNN-prepacked convolutions, folded ops "
+           "(done at load: the prepacked ops do not survive torch.jit.save)"),
+)
 
 
 class TorchScriptBackend(TorchModuleBackend):
@@ -38,12 +45,17 @@ class TorchScriptBackend(TorchModuleBackend):
             torch.jit.save(frozen, str(out / "model.ts"))
         return Exported(["model.ts"], t.seconds, notes, {"channels_last": channels_last})
 
+    def recipes(self, case: Case) -> tuple[Recipe, ...]:
+        return RECIPES if case.dtype in ("fp32", "bf16") else RECIPES[:1]
+
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> EagerRunner:
         notes = meta.setdefault("notes", [])
         # A TorchScript archive carries code and pickled constants: loaded from a private copy
         # checked against the cache entry's verified manifest (cache.py).
         with record_warnings(notes), verified_copy(entry, "model.ts", meta) as path:
             module = torch.jit.load(str(path), map_location="cpu")
+            if ctx.recipe.options.get("optimize"):
+                module = torch.jit.optimize_for_inference(module)
         channels_last = bool(meta.get("channels_last"))
         meta.setdefault("runtime", {})["channels_last"] = channels_last
         return EagerRunner(module, case, channels_last=channels_last)

@@ -96,8 +96,9 @@ def reference_for(backend: str, batch: int, input_size: int, threads: int, cache
     from resnetbench.build import build_default
 
     ref_dtype, ref_compression = family(dtype, compression)
+    # The default recipe, never a tuned one: the reference must not move when tuning chooses differently.
     built = build_default(REFERENCE_ARCH, backend, batch, input_size, cache, threads, REFERENCE_ORIGIN,
-                          ref_dtype, ref_compression)
+                          ref_dtype, ref_compression, tune=False)
     x = torch.randn(batch, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     return ReferenceWorkload(backend, batch, input_size, built.runner, built.runner.prepare(x), ref_dtype,
                              ref_compression)

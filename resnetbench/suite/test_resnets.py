@@ -46,11 +46,13 @@ def built(case: Any, run_state: Any, request: pytest.FixtureRequest) -> Any:
         pytest.skip(reason)
     from resnetbench.build import build_case
 
-    with quiet.shared(run_state.cache.root):
-        b = build_case(run_state.config, case, run_state.cache, run_state.threads)
+    with quiet.shared(run_state.cache.root) as hold:
+        # Recipes are timed inside the build (tuning.py): alone, like every timing.
+        b = build_case(run_state.config, case, run_state.cache, run_state.threads, timing_lock=hold.exclusive)
     record.conversion = b.conversion
     record.compression_info = b.compression_info
-    record.artifact = {"dir": str(b.entry), "kind": type(b).__name__, "runtime": b.meta.get("runtime", {})}
+    record.artifact = {"dir": str(b.entry), "kind": type(b).__name__, "runtime": b.meta.get("runtime", {}),
+                       "tuning": b.tuning}
     record.notes = b.notes
     yield b
     request.config.hook.pytest_resnetbench_case_record(case=case, record=record, built=b)
