@@ -81,6 +81,26 @@ def cmd_sizes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """Each backend's recipes per dtype (uncompressed, batch 1): the names ``tuning.recipes`` pins."""
+    from resnetbench.backends import BACKENDS
+    from resnetbench.config import DTYPES
+    from resnetbench.matrix import Case
+    from resnetbench.registry import RegistryError
+
+    for name in args.backends or BACKENDS.names():
+        try:
+            backend = BACKENDS.get(name)
+        except RegistryError as exc:
+            return _err(str(exc))
+        for dtype in sorted(backend.dtypes, key=DTYPES.index):
+            compression = "static" if dtype == "int8" else "none"
+            for i, recipe in enumerate(backend.recipes(Case("resnet50", dtype, compression, name, 1))):
+                default = " (default)" if i == 0 else ""
+                print(f"{name:<14} {dtype:<5} {recipe.name:<24} {recipe.summary}{default}")
+    return EXIT_OK
+
+
 def cmd_claims(args: argparse.Namespace) -> int:
     from resnetbench.cache import ArtifactCache, default_cache_dir
     from resnetbench.claims import CLAIMS, check_all
@@ -200,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sizes", help="formula sizes of every architecture x dtype, in MB and MiB")
     p.set_defaults(func=cmd_sizes)
+
+    p = sub.add_parser("recipes", help="each backend's run recipes per dtype (what tuning times; tuning.recipes pins)")
+    p.add_argument("backends", nargs="*", metavar="BACKEND")
+    p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("claims", help="check the guide's claims against measurements")
     p.add_argument("--only", nargs="*", metavar="CN", help="only these claims, e.g. C3 C4")
