@@ -308,7 +308,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None:
         return
-    from resnetbench.environment import calibration_kernel, fingerprint, peak_gflops, set_threads
+    from resnetbench.environment import calibration_kernel, fingerprint, set_threads
 
     set_threads(state.threads)
     if state.role == "worker":
@@ -322,13 +322,30 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         "fingerprint": fingerprint(state.threads),
         "threads": state.threads,
         "calibration": calibration_kernel(),
-        "peak": peak_gflops(),
-        # bf16 (AMX/AVX512-BF16) has its own, higher roof; int8 cases are still compared with fp32's
-        "peak_bf16": peak_gflops(dtype="bf16"),
+        # each arithmetic's roof (roof.py), measured once per machine and kept in the cache
+        "roofs": machine_roofs(state.cache, state.threads),
         "xdist_workers": len(session.config.getoption("tx") or []) if state.role == "controller" else None,
     }
-    state.environment["peak_gflops"] = state.environment["peak"]["gflops"]
+    state.environment["peak_gflops"] = state.environment["roofs"]["fp32"]["gflops"]
     _open_journal(session.config, state)
+
+
+def machine_roofs(cache: Any, threads: int) -> dict[str, Any]:
+    """``roof.machine_roofs`` (~7 s of kernels and a clock loop) once per machine, threads and
+    libraries: a cache entry keyed by the fingerprint, so each run does not pay it again."""
+    from resnetbench import quiet, roof
+    from resnetbench.build import code_version
+    from resnetbench.environment import fingerprint
+
+    description = {"fingerprint": fingerprint(threads)["hash"], "threads": threads,
+                   "code": code_version("resnetbench.roof")}
+
+    def measure(out: Path) -> dict[str, Any]:
+        return {"files": [], "roofs": roof.machine_roofs(threads)}
+
+    with quiet.exclusive(cache.root):  # kernels timed beside another run's work would read low
+        _, meta = cache.get_or_build("roofs", f"threads{threads}", description, measure)
+    return dict(meta["roofs"])
 
 
 def _open_journal(config: pytest.Config, state: RunState) -> None:

@@ -201,6 +201,7 @@ class LatencyRecord(_Record):
     gflops_per_s: float | None = None
     peak_fraction: float | None = None
     peak_basis: str | None = None
+    roof_dtype: str | None = None  # the arithmetic whose roof peak_fraction divides by (roof.py)
     warmup: int | None = None
     paired: dict[str, Any] | None = None
     stability: dict[str, Any] | None = None  # verdict: STABILITY_VERDICTS

@@ -6,7 +6,7 @@ Layout (``schema_version`` 1)::
 
     {
       "schema_version": 1,
-      "environment": {...},          # fingerprint, libraries, threads, calibration, peak
+      "environment": {...},          # fingerprint, libraries, threads, calibration, roofs per dtype
       "matrix_file": "matrix.yaml",
       "started": "2026-11-29T03:00:00+00:00",
       "finished": "...",
@@ -94,7 +94,7 @@ LATENCY_PROPERTIES: dict[str, Any] = {
     "samples_ms": _t("array", "null"),
     "rounds": _INT, "median_ms": _NUM, "mean_ms": _NUM, "stdev_ms": _NUM, "min_ms": _NUM, "iqr_ms": _NUM,
     "p90_ms": _NUM, "p99_ms": _NUM, "throughput_ips": _NUM, "flops": _NUM, "macs": _NUM, "flops_note": _STR,
-    "gflops_per_s": _NUM, "peak_fraction": _NUM, "peak_basis": _STR, "warmup": _INT,
+    "gflops_per_s": _NUM, "peak_fraction": _NUM, "peak_basis": _STR, "roof_dtype": _STR, "warmup": _INT,
     "paired": _OBJ,
     "stability": {
         "type": ["object", "null"],

@@ -256,7 +256,8 @@ CASE_COLUMNS = (
     Column("median_ms", "median ms", True),
     Column("p90_ms", "p90 ms", True),
     Column("throughput", "img/s", True, "throughput, images per second"),
-    Column("peak", "% of peak", True, "achieved GFLOP/s as a share of the calibrated peak"),
+    Column("peak", "% of roof", True,
+           "achieved GFLOP/s as a share of the roof of the arithmetic the case runs (Machine: Roofs)"),
     Column("conversion", "conversion s", True, "export/conversion time"),
     Column("reason", "reason", False),
 )
@@ -295,7 +296,7 @@ def _case_cells(case: Mapping[str, Any]) -> list[Cell]:
         Cell(str(case.get("arch", "")), str(case.get("arch", ""))),
         Cell(str(case.get("dtype", "")), str(case.get("dtype", ""))),
         Cell(str(case.get("compression", "")), str(case.get("compression", ""))),
-        Cell(str(case.get("backend", "")), str(case.get("backend", ""))),
+        _backend_cell(case),
         num(_num(case.get("batch")), str(case.get("batch", ""))),
         Cell(outcome, outcome, css=f"outcome o-{outcome}"),
         num(params, "—" if params is None else f"{int(params):,}"),
@@ -321,6 +322,23 @@ def _case_cells(case: Mapping[str, Any]) -> list[Cell]:
         num(conversion, _fmt(conversion, ".2f") + (" (cached)" if cached else "")),
         Cell(reason, reason, title=reason_title, css="reason"),
     ]
+
+
+def _backend_cell(case: Mapping[str, Any]) -> Cell:
+    """The backend, with the recipe that ran it (tuning.py) beside it and why in the tooltip."""
+    backend = str(case.get("backend", ""))
+    tuning = lookup(case, "artifact", "tuning") or {}
+    recipe = tuning.get("recipe") if isinstance(tuning, Mapping) else None
+    if not recipe or recipe == "default":
+        return Cell(backend, backend)
+    trials = tuning.get("trials")
+    if not isinstance(trials, Mapping):
+        trials = {}
+    timed = "; ".join(f"{name} {t['median_ms']:.2f} ms" if isinstance(t, Mapping) and _num(t.get("median_ms")) is not None
+                      else f"{name}: {t.get('rejected', '?') if isinstance(t, Mapping) else '?'}"
+                      for name, t in trials.items())
+    title = f"recipe {recipe}: {tuning.get('how', '')}" + (f" ({timed})" if timed else "")
+    return Cell(f"{backend} · {recipe}", backend, title=title)
 
 
 # ---------------------------------------------------------------- comparison views
@@ -531,6 +549,11 @@ def _machine(environment: Mapping[str, Any]) -> dict[str, Any]:
         "platform": pick("platform"),
         "hash": pick("hash"),
         "peak_gflops": _num(environment.get("peak_gflops")),
+        "roofs": [
+            {"dtype": str(dtype), "gflops": _num(entry.get("gflops")), "units": str(entry.get("units") or "GFLOP/s"),
+             "basis": str(entry.get("basis") or "")}
+            for dtype, entry in (environment.get("roofs") or {}).items() if isinstance(entry, dict)
+        ],
         "libraries": dict(sorted((pick("libraries") or {}).items())),
         "calibration": {
             "kernel": calibration.get("kernel"),

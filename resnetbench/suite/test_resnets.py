@@ -183,6 +183,7 @@ def _methods_digest(runner: Any) -> str:
 def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     from resnetbench.measure.latency import roofline, summarize
     from resnetbench.records import LatencyRecord
+    from resnetbench.roof import roof_for
 
     _skip_unless_runnable(case, run_state)
     cfg = run_state.config
@@ -210,12 +211,16 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             gate = {**rerun, "rerun": True}
     rec = summarize(samples, case.batch)
     env = run_state.environment
+    # The roof of the arithmetic the case's convolutions run (int8 against int8's), not of its dtype's name.
+    roof_dtype = built.backend.compute_dtype(case)
+    roof_gflops, roof_basis = roof_for(env.get("roofs") or {}, roof_dtype)
     rec.update(
         {
             **flops,
             "flops_note": "FLOPs of the fp32 graph (1 MAC = 2 FLOPs), counted by torch.utils.flop_counter",
-            **roofline(flops["flops"], rec["median_ms"], _peak_for(case.dtype, env)),
-            "peak_basis": "bf16 matmul" if case.dtype == "bf16" else "fp32 matmul (int8/fp16 can exceed it)",
+            **roofline(flops["flops"], rec["median_ms"], roof_gflops),
+            "roof_dtype": roof_dtype,
+            "peak_basis": roof_basis,
             "warmup": cfg.latency["warmup"],
             "paired": paired,
             "stability": stability,
@@ -318,13 +323,6 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any,
 
 
 RETIME_PAUSE_S = 2.0
-
-
-def _peak_for(dtype: str, env: dict[str, Any]) -> float | None:
-    """The measured matmul roof that applies to a dtype."""
-    if dtype == "bf16" and env.get("peak_bf16"):
-        return float(env["peak_bf16"]["gflops"])
-    return env.get("peak_gflops")
 
 
 def _gate(case: Any, paired: dict[str, Any], run_state: Any) -> dict[str, Any] | None:
