@@ -86,10 +86,23 @@ def test_small_matrix_passes_and_writes_results(run_matrix):
         ratios = sorted(c / r for c, r in zip(paired["case_ms"], paired["reference_ms"], strict=True))
         assert 0.7 < ratios[len(ratios) // 2] < 1.4, ratios
         assert case["conversion"]["export_s"] is not None
+        # the share of the fp32 roof, which no case can pass (roof.py)
+        assert case["latency"]["roof_dtype"] == "fp32"
+        assert 0 < case["latency"]["peak_fraction"] <= 1
+        assert case["latency"]["peak_basis"].startswith("fp32 roof")
+        # which recipe ran, chosen by timing the backend's recipes (tuning.py)
+        tuning = case["artifact"]["tuning"]
+        assert tuning["recipe"] in tuning["offered"] and len(tuning["offered"]) >= 2
+        assert case["latency"]["runtime"]["recipe"] == tuning["recipe"]
+        assert all("median_ms" in t or "rejected" in t for t in tuning["trials"].values())
     assert cases["resnet18-fp32-none-onnxruntime-b1"]["size"]["artifact_files"].keys() == {"model.onnx", "model.onnx.data"}
     env = data["environment"]
     assert env["threads"] >= 1 and env["fingerprint"]["libraries"]["torch"]
     assert env["calibration"]["median_ms"] > 0
+    roofs = env["roofs"]
+    assert set(roofs) == {"fp32", "fp16", "bf16", "int8"}
+    assert roofs["int8"]["gflops"] >= roofs["fp32"]["gflops"] > 0
+    assert all(r["gflops"] >= (r["best_kernel"] or {"gflops": 0})["gflops"] for r in roofs.values())
 
 
 def test_second_run_builds_nothing(run_matrix):
