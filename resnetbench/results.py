@@ -104,6 +104,11 @@ LATENCY_PROPERTIES: dict[str, Any] = {
             "attempts": {"type": "array", "items": {"type": "object"}},
         },
     },
+    "timed_outputs": {
+        "type": ["object", "null"],
+        "properties": {"verdict": {"type": "string", "enum": ["passed", "failed", "undecidable"]},
+                       "checked": {"type": "integer", "minimum": 0}},
+    },
     "threads": _INT, "ran_alone": _BOOL, "foreign_load_cores": _NUM, "wall_s": _NUM, "timing_s": _NUM, "runtime": _OBJ,
     "gate": {
         "type": ["object", "null"],

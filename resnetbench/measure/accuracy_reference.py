@@ -43,12 +43,18 @@ def forward(model: torch.nn.Module, x: torch.Tensor, chunk: int = 64) -> torch.T
         return torch.cat([model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
 
 
+def accuracy_inputs(config: Config, memo: dict[Any, Any]) -> data.InputSet:
+    """The images every case's accuracy is measured on (memoised in ``memo`` for the run)."""
+    key = ("inputs", config.input_size)
+    if key not in memo:
+        memo[key] = data.input_set(config.dataset, config.input_size, config.seed)
+    inputs: data.InputSet = memo[key]
+    return inputs
+
+
 def reference_for(config: Config, case: Case, cache: ArtifactCache, memo: dict[Any, Any]) -> Reference:
     """The reference a case is judged against (memoised in ``memo`` for the run)."""
-    key_inputs = ("inputs", config.input_size)
-    if key_inputs not in memo:
-        memo[key_inputs] = data.input_set(config.dataset, config.input_size, config.seed)
-    inputs: data.InputSet = memo[key_inputs]
+    inputs = accuracy_inputs(config, memo)
     method = get_method(case.compression)
     by_teacher = method.accuracy_reference == "teacher"
     arch = method.settings_for(case.settings)["teacher"] if by_teacher else case.arch

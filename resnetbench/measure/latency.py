@@ -31,16 +31,25 @@ def summarize(samples_ms: list[float], batch: int) -> dict[str, Any]:
     }
 
 
-def own_loop(fn: Any, arg: Any, warmup: int, rounds: int) -> list[float]:
-    """Milliseconds per call, timed as ``pedantic(iterations=1)`` times them (``--benchmark-disable`` runs)."""
+def own_loop(fn: Any, arg: Any, warmup: int, rounds: int, setup: Any = None) -> list[float]:
+    """Milliseconds per call, timed as ``pedantic(iterations=1)`` times them (``--benchmark-disable`` runs).
+
+    ``setup``, as pedantic's: called before every call, outside the timer, it returns the
+    call's ``(args, kwargs)`` (``arg`` is then unused).
+    """
     import time
 
+    def arguments() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return setup() if setup is not None else ((arg,), {})
+
     for _ in range(warmup):
-        fn(arg)
+        args, kwargs = arguments()
+        fn(*args, **kwargs)
     samples = []
     for _ in range(rounds):
+        args, kwargs = arguments()
         start = time.perf_counter()
-        fn(arg)
+        fn(*args, **kwargs)
         samples.append((time.perf_counter() - start) * 1e3)
     return samples
 

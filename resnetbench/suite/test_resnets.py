@@ -134,7 +134,7 @@ def _case_outputs(built: Any, inputs: Any, run_state: Any) -> tuple[torch.Tensor
     """The case's logits on the accuracy inputs, and whether they came from the cache.
 
     They are deterministic in what the key names: the artifact (its cache entry, whose key
-    holds the libraries, the backend's code and every setting), the runner's class and code
+    holds the libraries, the backend's code and every setting), the recipe it runs with, the runner's class and code
     (a wrapped or patched runner is another key), the input tensor, the threads and the
     machine. A warm run reads them; ``--fresh-outputs`` runs the artifact regardless.
     """
@@ -149,6 +149,8 @@ def _case_outputs(built: Any, inputs: Any, run_state: Any) -> tuple[torch.Tensor
         "runner": f"{runner.__module__}.{runner.__qualname__}",
         "code": code_version(runner.__module__, __name__),
         "methods": _methods_digest(built.runner),
+        # the recipe the artifact runs with (tuning.py): another recipe may compute other bits
+        "recipe": built.tuning.get("recipe"),
         "inputs_sha256": inputs_digest(inputs, run_state.memo),
         "threads": run_state.threads,
         "machine": (run_state.environment.get("fingerprint") or {}).get("hash"),
@@ -187,15 +189,15 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
 
     _skip_unless_runnable(case, run_state)
     cfg = run_state.config
-    x = torch.randn(case.batch, 3, cfg.input_size, cfg.input_size, generator=torch.Generator().manual_seed(cfg.seed))
-    native = built.runner.prepare(x)
     benchmark.extra_info.update({"case": case.id, "threads": run_state.threads})
     with quiet.shared(run_state.cache.root):
         reference = _reference(case, run_state)
         flops = _flops(case, built, run_state)
+        outputs = _timed_output_check(case, built, run_state)
+    native = outputs.natives[0]  # the reference pairs time the case on the first batch
     # No other worker builds, evaluates or times while this case is timed; ForeignLoad sees the rest.
     with quiet.exclusive(run_state.cache.root), quiet.ForeignLoad() as foreign:
-        samples, paired, wall, stability = _time_until_stable(built, native, reference, run_state, benchmark)
+        samples, paired, wall, stability = _time_until_stable(built, native, reference, run_state, benchmark, outputs)
         gate = _gate(case, paired, run_state) if stability["verdict"] != "unstable" else None
         if gate is not None and gate["decision"] == "inconclusive":
             # Too noisy to decide: time twice the pairs again and decide on those.
@@ -233,6 +235,7 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             # a warm run should spend its time on
             "timing_s": round(stability.pop("timing_s"), 3),
             "runtime": built.meta.get("runtime", {}),
+            "timed_outputs": outputs.verdict(),
         }
     )
     run_state.record(case).latency = LatencyRecord.from_dict(rec)
@@ -241,6 +244,10 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     if stability["verdict"] == "unstable":
         run_state.record(case).note(
             f"latency unstable after {len(stability['attempts'])} timings: {'; '.join(stability['reasons'])}")
+    checked = rec["timed_outputs"]
+    if checked["verdict"] != "passed":
+        # Fail closed: a timing whose outputs were wrong (or could not be checked) measured something else.
+        pytest.fail(f"{case.id}: outputs of the timed calls {checked['verdict']}: {checked['reason']}", pytrace=False)
     if gate is not None:
         run_state.record(case).latency.gate = gate
         if gate["decision"] == "regressed":
@@ -280,8 +287,21 @@ def _reference(case: Any, run_state: Any) -> Any:
     return run_state.memo[key]
 
 
-def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any,
-                       benchmark: Any) -> tuple[list[float], dict[str, Any], float, dict[str, Any]]:
+def _timed_output_check(case: Any, built: Any, run_state: Any) -> Any:
+    """The check of every timed call's output against the accuracy pass's (``measure/timed_outputs.py``)."""
+    from resnetbench.measure.accuracy_reference import accuracy_inputs
+    from resnetbench.measure.timed_outputs import TimedOutputCheck, aligned_batches, wrapped_batches
+
+    inputs = accuracy_inputs(run_state.config, run_state.memo)
+    logits, _ = _case_outputs(built, inputs, run_state)
+    batches = aligned_batches(inputs.images, logits, case.batch)
+    if len(batches) < 2:
+        batches = wrapped_batches(inputs.images, case.batch, built.runner)
+    return TimedOutputCheck.for_runner(built.runner, batches)
+
+
+def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any, benchmark: Any,
+                       outputs: Any) -> tuple[list[float], dict[str, Any], float, dict[str, Any]]:
     """Plain loop then reference pairs, re-timed (up to ``latency.retimes`` times) while unstable.
 
     Returns the samples, the pairs and wall time of the last timing, and its stability
@@ -302,11 +322,14 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any,
         start = time.perf_counter()
         if attempt == 0 and not benchmark.disabled:
             # pytest-benchmark's own loop for the first timing; it allows one pedantic call per test.
-            benchmark.pedantic(built.runner.run, args=(native,), warmup_rounds=lat["warmup"], rounds=lat["rounds"],
-                               iterations=1)
+            # Each call gets the next input batch from ``outputs.next_args`` (untimed), which
+            # also checks the previous call's output.
+            benchmark.pedantic(outputs.call, setup=outputs.next_args, warmup_rounds=lat["warmup"],
+                               rounds=lat["rounds"], iterations=1)
             samples = [s * 1e3 for s in benchmark.stats.stats.data]
         else:
-            samples = own_loop(built.runner.run, native, lat["warmup"], lat["rounds"])
+            samples = own_loop(outputs.call, None, lat["warmup"], lat["rounds"], setup=outputs.next_args)
+        outputs.finish()
         wall = time.perf_counter() - start
         paired = {**time_pairs(reference, built.runner.run, native, lat["pairs"]),
                   "blocks": lat["blocks"], "reference_key": reference.key}
