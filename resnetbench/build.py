@@ -158,6 +158,53 @@ def compressed_model(config: Config, case: Case, cache: ArtifactCache) -> tuple[
     return model, {**meta["info"], "compress_s": meta["compress_s"], "cached": meta["cached"]}
 
 
+def artifact_description(config: Config, case: Case, backend: Backend, settings: dict[str, Any]) -> dict[str, Any]:
+    """What a case's artifact depends on: its cache key."""
+    return {
+        **base_description(config, case.arch),
+        "compression": case.compression,
+        "settings": settings,
+        "dtype": case.dtype,
+        "backend": case.backend,
+        "batch": case.batch if backend.fixed_batch else "dynamic",
+        "dataset": config.dataset if get_method(case.compression).uses_dataset else None,
+        # The backend's class hierarchy and the modules that make artifacts: a code change rebuilds.
+        "code": code_version(*_artifact_modules(backend), "resnetbench.backends.onnx_export",
+                             "resnetbench.backends.torch_quantize", "resnetbench.backends.onnx_quantize"),
+    }
+
+
+class NotBuiltError(RuntimeError):
+    """``load_deployed`` found no cached artifact for the case (its tests build it first)."""
+
+
+def load_deployed(config: Config, case: Case, cache: ArtifactCache, threads: int, recipe: str) -> Runner:
+    """The case's runner from its cached artifact, doing only what a deployment does.
+
+    Loads the artifact file with ``recipe``; builds the PyTorch module only for a backend
+    whose artifact is weights for a module (``Backend.loads_into_module``: a state_dict).
+    Never exports, quantizes, tunes or builds: a missing artifact is ``NotBuiltError``.
+    """
+    backend = get_backend(case.backend)
+    recipes = {r.name: r for r in backend.recipes(case)}
+    if recipe not in recipes:
+        raise NotBuiltError(f"{case.id}: {backend.name} has no recipe {recipe!r} (has: {', '.join(recipes)})")
+
+    def not_built(out: Path) -> dict[str, Any]:
+        raise NotBuiltError(f"{case.id}: no cached artifact; run its size, accuracy or latency test first")
+
+    settings = settings_for(case)
+    desc = artifact_description(config, case, backend, settings)
+    entry, meta = cache.get_or_build("artifacts", f"{case.backend}-{case.id}", desc, not_built)
+    model: Any = None
+    ctx = BuildContext(threads=threads, input_size=config.input_size, settings=settings)
+    if backend.loads_into_module:
+        ctx = context_for(config, case, threads)
+        fp32, _ = compressed_model(config, case, cache)
+        model, _ = backend.prepare_model(fp32, case, get_method(case.compression), ctx, [], True)
+    return backend.load(model, case, entry, meta, dataclasses.replace(ctx, recipe=recipes[recipe]))
+
+
 def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int, tune: bool = True,
                timing_lock: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> Built:
     """Make (or fetch from the cache) everything a case's tests need.
@@ -173,18 +220,7 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int, t
     rebuilds_before = len(cache.rebuilds)
     rss_before = _peak_rss_mb()
     model, comp_info = compressed_model(config, case, cache)
-    desc = {
-        **base_description(config, case.arch),
-        "compression": case.compression,
-        "settings": ctx.settings,
-        "dtype": case.dtype,
-        "backend": case.backend,
-        "batch": case.batch if backend.fixed_batch else "dynamic",
-        "dataset": config.dataset if method.uses_dataset else None,
-        # The backend's class hierarchy and the modules that make artifacts: a code change rebuilds.
-        "code": code_version(*_artifact_modules(backend), "resnetbench.backends.onnx_export",
-                             "resnetbench.backends.torch_quantize", "resnetbench.backends.onnx_quantize"),
-    }
+    desc = artifact_description(config, case, backend, ctx.settings)
     fp32_model = model
     cached = cache.has("artifacts", f"{case.backend}-{case.id}", desc)
     # Casting and quantizing change modules in place: keep the fp32 model intact.

@@ -287,6 +287,15 @@ def json_schema(
                     "memory_gb": {"type": "number", "exclusiveMinimum": 0},
                 },
             },
+            "deployment": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "measure each case's cold start and memory in fresh processes (measure/deployment.py)",
+                "properties": {
+                    "runs": {"type": "integer", "minimum": 1, "maximum": 50,
+                             "description": "fresh processes per case (default 3)"},
+                },
+            },
             "tuning": {
                 "type": "object",
                 "additionalProperties": False,
@@ -327,6 +336,9 @@ def json_schema(
                 "additionalProperties": False,
                 "properties": {
                     "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10},  # as compare
+                    # deployment (cold start, memory) growth that counts (compare/rules.py)
+                    "memory_threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10},
+                    "cold_start_threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10},
                     # cases the fail-closed gate lets through, each with the reason it prints
                     "allow": {
                         "type": "array",
@@ -369,6 +381,7 @@ class Config:
     gate: dict[str, float] = field(default_factory=dict)
     limits: dict[str, float] = field(default_factory=dict)  # --isolate's per-test limits (isolation.py)
     tuning: dict[str, Any] = field(default_factory=lambda: dict(TUNING_DEFAULTS))
+    deployment: dict[str, Any] | None = None  # None: cold start and memory are not measured
 
 
 def _key_matches(node: yaml.Node, key: Any) -> bool:
@@ -867,6 +880,8 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
                               f"({kwargs['latency']['pairs']}): each block needs at least one pair.")
     if "gate" in data:
         kwargs["gate"] = dict(data["gate"])
+    if "deployment" in data:
+        kwargs["deployment"] = {"runs": 3, **(data["deployment"] or {})}
     if "tuning" in data:
         kwargs["tuning"] = {**TUNING_DEFAULTS, **data["tuning"], "recipes": dict(data["tuning"].get("recipes") or {})}
     return Config(**kwargs)

@@ -39,8 +39,10 @@ MARKERS = {
     "latency": "latency recorded with pytest-benchmark",
     "claims": "the guide's claims checked against measurements",
     "gpu": "needs a CUDA device",
+    "deployment": "cold start and memory in fresh processes (when the matrix sets deployment:)",
 }
-TEST_KINDS = {"test_size": "size", "test_accuracy": "accuracy", "test_latency": "latency"}
+TEST_KINDS = {"test_size": "size", "test_accuracy": "accuracy", "test_latency": "latency",
+              "test_deployment": "deployment"}
 
 
 @dataclass
@@ -495,6 +497,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # `claims: false` in the matrix, or a shard other than the first: the claim test is not
         # a skipped test, it is not there.
         dropped += [i for i in items if getattr(i, "originalname", "") == "test_claim"]
+    if state.config.deployment is None:
+        # Without `deployment:` in the matrix the test is not there (not a skipped test per case).
+        dropped += [i for i in items if getattr(i, "originalname", "") == "test_deployment"]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [i for i in items if i not in dropped]

@@ -249,6 +249,8 @@ class CaseRecord(_Record):
     size: SizeRecord | None = None
     accuracy: AccuracyRecord | None = None
     latency: LatencyRecord | None = None
+    # cold start and memory in fresh processes (measure/deployment.py), when the matrix asks
+    deployment: dict[str, Any] | None = None
 
     def note(self, text: str) -> None:
         """Append to ``notes`` (created if absent)."""

@@ -161,6 +161,13 @@ def results_schema() -> dict[str, Any]:
             "compression_info": {"type": "object"},
             "artifact": {"type": "object"},
             "duration_s": {"type": "number", "minimum": 0},
+            "deployment": {
+                "type": ["object", "null"],
+                "properties": {"runs": {"type": "integer", "minimum": 1},
+                               "samples": {"type": "array", "items": {"type": "object"}},
+                               **{k: _NUM for k in ("cold_start_s", "import_s", "load_s", "first_output_s",
+                                                    "load_peak_mb", "resident_mb", "inference_peak_mb")}},
+            },
             **{name: {"$ref": f"#/$defs/{name}"} for name in parts},
         },
         "additionalProperties": True,

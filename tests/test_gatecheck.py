@@ -198,6 +198,11 @@ def test_compare_blocks_and_best_of() -> None:
     best = best_of(per)
     assert (best["suite_backend"], best["hand_backend"]) == ("a", "b")
     assert best["ratio"] == pytest.approx(20 / 18) and not best["ok"]
+    # with the blocks: the median of the per-repetition ratios, as for each backend
+    per["a"]["suite_samples_ms"] = [[20.0], [20.0], [40.0]]
+    per["b"]["hand_samples_ms"] = [[19.5], [19.5], [19.0]]
+    best = best_of(per)
+    assert best["ratio"] == pytest.approx(20 / 19.5) and best["ok"] and best["pooled_ratio"] == pytest.approx(20 / 18)
 
 
 def test_cache_matrix_has_twenty_distinct_cases() -> None:

@@ -105,6 +105,9 @@ class Backend:
     # Runs a PyTorch module in the process (the gate's slowdown injector computes on
     # PyTorch's thread pool for these; a subclass inherits this, whatever its name).
     runs_torch_module: ClassVar[bool] = False
+    # Its artifact is weights for a PyTorch module (a state_dict): loading needs the module
+    # built first (``build.load_deployed``). Self-contained artifacts (ONNX, IR, TorchScript) do not.
+    loads_into_module: ClassVar[bool] = False
 
     def unsupported(self, case: Case) -> str | None:
         """Why this backend cannot build or run ``case``; None when it can."""

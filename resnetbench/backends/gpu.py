@@ -46,6 +46,7 @@ class CudaRunner:
 
 
 class CudaBackend(TorchModuleBackend):
+    loads_into_module = True
     name = "cuda"
     device = "cuda"
     dtypes = frozenset({"fp32", "fp16", "bf16"})
@@ -131,6 +132,7 @@ class TorchTensorRTBackend(CudaBackend):
     dtypes = frozenset({"fp32", "fp16"})
     quantization = frozenset()  # TensorRT's int8 needs its own calibrator, not wired here
     fixed_batch = True  # the engine is built for one input shape
+    loads_into_module = False  # the artifact is a TorchScript module with the engine inside
     artifact_kind = "TorchScript module with embedded TensorRT engine"
 
     def extra_name(self) -> str:

@@ -11,7 +11,9 @@ One record per case id found on either side, with one of ``DECISIONS``:
 - ``failed``: the case failed or errored in the current run, also when it failed in the
   baseline too (a failure on both sides is still a failure), or is new and failing;
 - ``regressed``: latency regressed (``stats``, step 3), the artifact grew by more than
-  ``size_tolerance``, or accuracy got worse (``accuracy.task.drop_points`` grew by more
+  ``size_tolerance``, cold start or peak memory grew past the matrix's
+  ``gate.cold_start_threshold`` / ``gate.memory_threshold`` (default 25%) and a floor, in
+  every run (``_deployment_checks``; overlapping runs are ``inconclusive``), or accuracy got worse (``accuracy.task.drop_points`` grew by more
   than ``accuracy_tolerance_points``; ``centered_cosine`` fell by more than 0.02 with its
   distance from 1 at least doubled; ``centered_rel_l2`` more than doubled and grew by more
   than 0.02; ``accuracy.metrics.rel_l2`` grew more than 10x to
@@ -114,6 +116,57 @@ def _size_check(
         check["status"] = "ok"
         check["detail"] = f"artifact {growth:+.1%}"
     return check
+
+
+# Deployment quantities (measure/deployment.py): (key, unit, floor). A change counts only when
+# it passes the threshold *and* the floor: tiny models load in ~50 MB and start in ~2 s,
+# where 25% is within what imports and page cache move between runs.
+DEPLOYMENT_QUANTITIES = (("load_peak_mb", "MB", 32.0), ("inference_peak_mb", "MB", 32.0), ("cold_start_s", "s", 0.25))
+DEFAULT_DEPLOYMENT_THRESHOLDS = {"memory": 0.25, "cold_start": 0.25}
+
+
+def _deployment_samples(case: dict[str, Any], key: str, where: str) -> list[float]:
+    samples = lookup(case, "deployment", "samples") or []
+    if not isinstance(samples, list):
+        raise ResultsError(f"{where}: deployment.samples must be a list")
+    values = [_number(s.get(key), f"{where}: deployment.samples[].{key}") if isinstance(s, dict) else None
+              for s in samples]
+    return [v for v in values if v is not None]
+
+
+def _deployment_checks(base: dict[str, Any], cur: dict[str, Any], thresholds: dict[str, float],
+                       where: str) -> list[dict[str, Any]]:
+    """Cold start and memory gated like latency, failing closed.
+
+    Regressed: the median grew by more than the threshold and the floor, and every current
+    sample is above every baseline sample. The same growth with overlapping samples is
+    inconclusive (it blocks too); a quantity measured in the baseline and not now is as well.
+    """
+    checks = []
+    for key, unit, floor in DEPLOYMENT_QUANTITIES:
+        threshold = thresholds["cold_start" if key == "cold_start_s" else "memory"]
+        b = _deployment_samples(base, key, f"baseline {where}")
+        c = _deployment_samples(cur, key, f"current {where}")
+        check: dict[str, Any] = {"name": key, "status": "n/a", "baseline": None, "current": None, "detail": ""}
+        checks.append(check)
+        if not b:
+            continue
+        if not c:
+            check.update(status="inconclusive", detail=f"{key} measured in the baseline, not now")
+            continue
+        mb, mc = float(np.median(b)), float(np.median(c))
+        check.update(baseline=mb, current=mc)
+        grew = mc - mb > floor and (mb <= 0 or mc / mb - 1 > threshold)
+        change = f"{key} {mb:.2f} -> {mc:.2f} {unit} (median of {len(b)} and {len(c)} runs"
+        if not grew:
+            check.update(status="ok", detail=f"{change})")
+        elif min(c) > max(b):
+            check.update(status="regressed", detail=f"{change}, above {threshold:.0%} and {floor:g} {unit}; "
+                                                    f"every run above every baseline run)")
+        else:
+            check.update(status="inconclusive", detail=f"{change}: grew past {threshold:.0%} and {floor:g} {unit}, "
+                                                       f"but the runs overlap)")
+    return checks
 
 
 def _accuracy_rules(tolerance_points: float) -> tuple[tuple[tuple[str, str], Any], ...]:
@@ -266,6 +319,9 @@ def compare_results(
     cal_b = _run_calibration(baseline, "baseline")
     cal_c = _run_calibration(current, "current")
     allowances = [*allowances_of(current), *allow]
+    deployment_thresholds = {
+        kind: _number(lookup(current, "gate", f"{kind}_threshold"), f"current: gate.{kind}_threshold") or default
+        for kind, default in DEFAULT_DEPLOYMENT_THRESHOLDS.items()}
     records = []
     for case_id in list(base_cases) + [k for k in cur_cases if k not in base_cases]:
         b, c = base_cases.get(case_id), cur_cases.get(case_id)
@@ -273,7 +329,7 @@ def compare_results(
             record = _one_sided(case_id, b, c)
         else:
             record = _compare_case(b, c, cal_b, cal_c, threshold, alpha, size_tolerance,
-                                   accuracy_tolerance_points, rng_seed)
+                                   accuracy_tolerance_points, rng_seed, deployment_thresholds)
         if record["decision"] in BLOCKING:
             record["allowed"] = next(
                 (a["reason"] for a in allowances if fnmatch.fnmatchcase(case_id, a["id"])), None)
@@ -358,6 +414,7 @@ def _compare_case(
     size_tolerance: float,
     accuracy_tolerance_points: float,
     rng_seed: int,
+    deployment_thresholds: dict[str, float] = DEFAULT_DEPLOYMENT_THRESHOLDS,
 ) -> dict[str, Any]:
     """Decide one case present on both sides (module docstring, "Case decisions")."""
     case_id = c["id"]
@@ -382,8 +439,10 @@ def _compare_case(
     record["checks"] = [
         _size_check(b, c, size_tolerance, where),
         _accuracy_check(b, c, accuracy_tolerance_points, where),
+        *_deployment_checks(b, c, deployment_thresholds, where),
     ]
     found["regressed"].extend(ch["detail"] for ch in record["checks"] if ch["status"] == "regressed")
+    found["inconclusive"].extend(ch["detail"] for ch in record["checks"] if ch["status"] == "inconclusive")
 
     unstable = [side for side, case in (("baseline", b), ("current", c)) if _stability(case) == "unstable"]
     sb, sc = _latency_inputs(b, "baseline"), _latency_inputs(c, "current")

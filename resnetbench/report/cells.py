@@ -259,6 +259,9 @@ CASE_COLUMNS = (
     Column("peak", "% of roof", True,
            "achieved GFLOP/s as a share of the roof of the arithmetic the case runs (Machine: Roofs)"),
     Column("conversion", "conversion s", True, "export/conversion time"),
+    Column("cold_start", "cold start s", True,
+           "fresh process to first output (median of the runs; deployment: in the matrix)"),
+    Column("load_peak", "load MB", True, "peak resident memory while loading, above the process's baseline"),
     Column("reason", "reason", False),
 )
 
@@ -320,8 +323,26 @@ def _case_cells(case: Mapping[str, Any]) -> list[Cell]:
         ),
         num(None if peak is None else 100 * peak, _fmt_pct(peak)),
         num(conversion, _fmt(conversion, ".2f") + (" (cached)" if cached else "")),
+        _deployment_cell(case, "cold_start_s", ".2f"),
+        _deployment_cell(case, "load_peak_mb", ".0f"),
         Cell(reason, reason, title=reason_title, css="reason"),
     ]
+
+
+def _deployment_cell(case: Mapping[str, Any], key: str, spec: str) -> Cell:
+    """A deployment figure (median of the fresh-process runs), every run in the tooltip."""
+    value = _num(lookup(case, "deployment", key))
+    samples = lookup(case, "deployment", "samples") or []
+    runs = [_num(s.get(key)) for s in samples if isinstance(s, Mapping)]
+    title = ", ".join(_fmt(r, spec) for r in runs if r is not None)
+    if key == "cold_start_s":
+        parts = {k: _num(lookup(case, "deployment", k)) for k in ("import_s", "load_s", "first_output_s")}
+        title += " (import {import_s}, load {load_s}, first output {first_output_s} s)".format(
+            **{k: _fmt(v, ".2f") for k, v in parts.items()})
+    elif key == "load_peak_mb":
+        title += f" (resident after load {_fmt(lookup(case, 'deployment', 'resident_mb'), '.0f')} MB, " \
+                 f"first inference peak {_fmt(lookup(case, 'deployment', 'inference_peak_mb'), '.0f')} MB)"
+    return Cell(_fmt(value, spec), value, title=title if value is not None else "", css="n")
 
 
 def _backend_cell(case: Mapping[str, Any]) -> Cell:

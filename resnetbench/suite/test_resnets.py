@@ -361,6 +361,22 @@ def _gate(case: Any, paired: dict[str, Any], run_state: Any) -> dict[str, Any] |
     return decide_blocks(base_blocks, cur_blocks, threshold=run_state.gate_threshold())
 
 
+@pytest.mark.deployment
+def test_deployment(case: Any, built: Any, run_state: Any) -> None:
+    """Cold start and memory in fresh processes (``measure/deployment.py``), alone on the machine."""
+    from resnetbench.measure.deployment import DeploymentError, measure
+
+    _skip_unless_runnable(case, run_state)
+    cfg = run_state.config
+    with quiet.exclusive(run_state.cache.root):
+        try:
+            result = measure(cfg.path, case.id, run_state.cache.root, run_state.threads, built.tuning["recipe"],
+                             runs=int(cfg.deployment["runs"]))
+        except DeploymentError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    run_state.record(case).deployment = result
+
+
 @pytest.mark.claims
 def test_claim(claim: str, run_state: Any) -> None:
     from resnetbench.claims import CLAIMS

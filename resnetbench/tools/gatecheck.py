@@ -179,7 +179,7 @@ def pedantic_samples(
             cprofile_dump=False,
         )
     except TypeError:
-        return own_loop(fn, arg, warmup, rounds)
+        return own_loop(fn, arg, warmup, rounds, setup=setup)
     if setup is not None:
         fixture.pedantic(fn, setup=setup, warmup_rounds=warmup, rounds=rounds, iterations=1)
     else:
