@@ -287,6 +287,13 @@ def json_schema(
                     "memory_gb": {"type": "number", "exclusiveMinimum": 0},
                 },
             },
+            "profile": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "per-layer profile of every latency case in a pass of its own (measure/profile.py)",
+                "properties": {"calls": {"type": "integer", "minimum": 1, "maximum": 10_000,
+                                         "description": "profiled calls (default 20)"}},
+            },
             "deployment": {
                 "type": "object",
                 "additionalProperties": False,
@@ -382,6 +389,7 @@ class Config:
     limits: dict[str, float] = field(default_factory=dict)  # --isolate's per-test limits (isolation.py)
     tuning: dict[str, Any] = field(default_factory=lambda: dict(TUNING_DEFAULTS))
     deployment: dict[str, Any] | None = None  # None: cold start and memory are not measured
+    profile: dict[str, Any] | None = None  # None: latency cases are not profiled
 
 
 def _key_matches(node: yaml.Node, key: Any) -> bool:
@@ -880,6 +888,8 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
                               f"({kwargs['latency']['pairs']}): each block needs at least one pair.")
     if "gate" in data:
         kwargs["gate"] = dict(data["gate"])
+    if "profile" in data:
+        kwargs["profile"] = {"calls": 20, **(data["profile"] or {})}
     if "deployment" in data:
         kwargs["deployment"] = {"runs": 3, **(data["deployment"] or {})}
     if "tuning" in data:

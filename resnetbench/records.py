@@ -203,6 +203,7 @@ class LatencyRecord(_Record):
     peak_basis: str | None = None
     roof_dtype: str | None = None  # the arithmetic whose roof peak_fraction divides by (roof.py)
     timed_outputs: dict[str, Any] | None = None  # every timed call's output checked (measure/timed_outputs.py)
+    profile: dict[str, Any] | None = None  # per-unit times from the backend's profiler (measure/profile.py)
     warmup: int | None = None
     paired: dict[str, Any] | None = None
     stability: dict[str, Any] | None = None  # verdict: STABILITY_VERDICTS

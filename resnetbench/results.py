@@ -109,6 +109,12 @@ LATENCY_PROPERTIES: dict[str, Any] = {
         "properties": {"verdict": {"type": "string", "enum": ["passed", "failed", "undecidable"]},
                        "checked": {"type": "integer", "minimum": 0}},
     },
+    "profile": {
+        "type": ["object", "null"],
+        "properties": {"total_ms": _NUM, "calls": _INT, "cost_s": _NUM,
+                       "units": {"type": "array", "items": {"type": "object", "required": ["name", "ms"],
+                                                            "properties": {"name": _STR, "ms": _NUM}}}},
+    },
     "threads": _INT, "ran_alone": _BOOL, "foreign_load_cores": _NUM, "wall_s": _NUM, "timing_s": _NUM, "runtime": _OBJ,
     "gate": {
         "type": ["object", "null"],

@@ -134,6 +134,12 @@ class Backend:
         """The ways to run ``case``'s artifact that tuning chooses from; the first is the default."""
         return (DEFAULT_RECIPE,)
 
+    def profile(self, runner: Runner, x: torch.Tensor, entry: Path, threads: int, recipe: Recipe,
+                calls: int) -> dict[str, Any] | None:
+        """Per-unit times of ``runner`` on ``x`` from this backend's own profiler
+        (``measure/profile.py``), or None when the backend has none wired in."""
+        return None
+
     def compute_dtype(self, case: Case) -> str:
         """The arithmetic the case's convolutions run in (its roof, ``roof.py``): the case's dtype by default."""
         return case.dtype

@@ -99,6 +99,15 @@ class EagerBackend(TorchModuleBackend):
     def recipes(self, case: Case) -> tuple[Recipe, ...]:
         return EAGER_RECIPES if uses_channels_last(case) else (FP16_OR_INT8,)
 
+    def profile(self, runner: Any, x: torch.Tensor, entry: Path, threads: int, recipe: Recipe,
+                calls: int) -> dict[str, Any] | None:
+        from resnetbench.measure.profile import profile_torch_module
+
+        if not isinstance(runner, EagerRunner) or not isinstance(runner.model, nn.Module):
+            return None
+        native = runner.prepare(x)
+        return profile_torch_module(runner.model, lambda: runner.run(native), calls)
+
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> EagerRunner:
         # The artifact is authoritative: its tensors replace the in-memory ones.
         state = torch.load(entry / "model.pt", map_location="cpu", weights_only=True)

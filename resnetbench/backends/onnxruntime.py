@@ -156,6 +156,16 @@ class OnnxRuntimeBackend(Backend):
     def compute_dtype(self, case: Case) -> str:
         return "fp32" if case.dtype == "bf16" else case.dtype  # bf16 storage, fp32 compute
 
+    def profile(self, runner: Any, x: torch.Tensor, entry: Path, threads: int, recipe: Recipe,
+                calls: int) -> dict[str, Any] | None:
+        from resnetbench.measure.profile import profile_onnxruntime
+
+        if not isinstance(runner, OrtRunner):
+            return None
+        feed: dict[str, np.ndarray] = {runner.input_name: np.ascontiguousarray(x.float().numpy().astype(runner.input_dtype))}
+        options = session_options(threads, level=recipe.options.get("level", "all"))
+        return profile_onnxruntime(entry / "model.onnx", options, feed, list(self.providers), calls)
+
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> OrtRunner:
         import onnxruntime as ort
 

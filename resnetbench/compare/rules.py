@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from resnetbench.measure.profile import blame, format_blame
 from resnetbench.records import BLOCKING, DECISIONS, lookup
 from resnetbench.results import ResultsError
 from resnetbench.stats import (
@@ -167,6 +168,14 @@ def _deployment_checks(base: dict[str, Any], cur: dict[str, Any], thresholds: di
             check.update(status="inconclusive", detail=f"{change}: grew past {threshold:.0%} and {floor:g} {unit}, "
                                                        f"but the runs overlap)")
     return checks
+
+
+def _blame(base: dict[str, Any], cur: dict[str, Any]) -> dict[str, Any] | None:
+    """The units a latency regression added its time in, when both sides carry a profile."""
+    bp, cp = lookup(base, "latency", "profile"), lookup(cur, "latency", "profile")
+    if not isinstance(bp, dict) or not isinstance(cp, dict) or not bp.get("units") or not cp.get("units"):
+        return None
+    return {**blame(bp, cp), "profiler": cp.get("profiler")}
 
 
 def _accuracy_rules(tolerance_points: float) -> tuple[tuple[tuple[str, str], Any], ...]:
@@ -463,7 +472,13 @@ def _compare_case(
         lat = decide_latency(sb, sc, cb, cc, threshold=threshold, alpha=alpha or SAMPLE_ALPHA, rng_seed=rng_seed)
     if lat is not None:
         record.update(latency=lat, ratio=lat["ratio"], ci=lat["ci"], p_value=lat["p_value"])
-        found[lat["decision"]].append(f"latency {lat['reason']}")
+        text = f"latency {lat['reason']}"
+        if lat["decision"] == "regressed":
+            where_slower = _blame(b, c)
+            if where_slower is not None:
+                record["blame"] = where_slower
+                text += f"; where: {format_blame(where_slower)}"
+        found[lat["decision"]].append(text)
     elif (sb is None) != (sc is None) and "skipped" not in (ob, oc) and not unstable:
         found["inconclusive"].append(f"no latency samples in {'current' if sc is None else 'baseline'}")
 

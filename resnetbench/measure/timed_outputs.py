@@ -80,6 +80,7 @@ class TimedOutputCheck:
     checked: int = 0
     worst: float = 0.0
     mismatches: list[str] = field(default_factory=list)
+    inputs: list[torch.Tensor] = field(default_factory=list)  # the host batches behind ``natives``
     _index: int = -1
     _pending: int | None = None
     _last: Any = None
@@ -88,6 +89,7 @@ class TimedOutputCheck:
     def for_runner(cls, runner: Any, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> TimedOutputCheck:
         check = cls(runner.run, runner.to_logits, [runner.prepare(x) for x, _ in batches],
                     [y.float() for _, y in batches])
+        check.inputs = [x for x, _ in batches]
         check.tolerance = min(REL_L2_TOLERANCE, 0.25 * check.separation()) if len(batches) > 1 else REL_L2_TOLERANCE
         return check
 

@@ -469,6 +469,47 @@ def _tradeoffs(cases: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{"compression": k, "rows": groups[k]} for k in sorted(groups, key=_axis_key)]
 
 
+def _profile_units(case: Mapping[str, Any] | None) -> dict[str, float]:
+    units = lookup(case or {}, "latency", "profile", "units") or []
+    return {str(u["name"]): float(u["ms"]) for u in units
+            if isinstance(u, Mapping) and "name" in u and _num(u.get("ms")) is not None}
+
+
+def _side_by_side(base: Mapping[str, Any] | None, cur: Mapping[str, Any] | None, top: int = 12) -> list[dict[str, str]]:
+    """Base and head profiles unit by unit, the most added time first (a regressed case's drill-down)."""
+    b, c = _profile_units(base), _profile_units(cur)
+    if not b or not c:
+        return []
+    rows = sorted(set(b) | set(c), key=lambda n: -(c.get(n, 0.0) - b.get(n, 0.0)))[:top]
+    return [{"name": n, "base": _fmt(b.get(n), ".3f"), "head": _fmt(c.get(n), ".3f"),
+             "delta": f"{c.get(n, 0.0) - b.get(n, 0.0):+.3f}"} for n in rows]
+
+
+def case_details(cases: Sequence[Mapping[str, Any]], top: int = 8) -> list[dict[str, Any]]:
+    """Per case with a profile or deployment figures: its top units, memory and cold start."""
+    details = []
+    for case in cases:
+        units = lookup(case, "latency", "profile", "units") or []
+        deployment = case.get("deployment") if isinstance(case.get("deployment"), Mapping) else None
+        if not units and not deployment:
+            continue
+        details.append({
+            "id": str(case.get("id")),
+            "profiler": str(lookup(case, "latency", "profile", "profiler") or ""),
+            "profile_error": str(lookup(case, "latency", "profile", "error") or ""),
+            "units": [{"name": str(u.get("name")), "ms": _fmt(u.get("ms"), ".3f"),
+                       "share": _fmt_pct(u.get("share"))} for u in units[:top] if isinstance(u, Mapping)],
+            "deployment": [] if deployment is None else [
+                (label, _fmt(deployment.get(key), spec) + unit)
+                for key, label, spec, unit in (
+                    ("cold_start_s", "cold start", ".2f", " s"), ("import_s", "import", ".2f", " s"),
+                    ("load_s", "load", ".2f", " s"), ("first_output_s", "first output", ".3f", " s"),
+                    ("load_peak_mb", "load peak", ".0f", " MB"), ("resident_mb", "resident after load", ".0f", " MB"),
+                    ("inference_peak_mb", "first-inference peak", ".0f", " MB"))],
+        })
+    return details
+
+
 def _delta_rows(
     comparison: Sequence[Mapping[str, Any]],
     results: Mapping[str, Any],
@@ -502,6 +543,7 @@ def _delta_rows(
                 "reason": str(entry.get("reason") or ""),
                 "blocking": decision in BLOCKING and not entry.get("allowed"),
                 "allowed": str(entry.get("allowed") or ""),
+                "profiles": _side_by_side(base.get(case_id), current.get(case_id)) if decision == "regressed" else [],
             }
         )
     rank = {d: i for i, d in enumerate(DECISIONS)}

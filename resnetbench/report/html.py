@@ -32,6 +32,7 @@ from resnetbench.report.cells import (
     _machine,
     _tradeoffs,
     _undecidable_cases,
+    case_details,
     counts,
 )
 from resnetbench.report.figures import _box_figures, _plotly_payload, _size_latency_figure, _tradeoff_figure
@@ -138,6 +139,7 @@ def render_html(
         "undecidable": _undecidable_cases(cases),
         "unstable": unstable_cases(cases),
         "claims": claims,
+        "details": case_details(cases),
         "comparison": _delta_rows(comparison, results, baseline)
         if comparison is not None
         else None,

@@ -211,6 +211,8 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             rerun = _gate(case, paired, run_state)  # the same baseline: not None when the first was not
             assert rerun is not None
             gate = {**rerun, "rerun": True}
+        # A pass of its own, after the timing and still alone: the profiler never runs in the timed loop.
+        profile = _profile(case, built, run_state, outputs.inputs[0]) if cfg.profile else None
     rec = summarize(samples, case.batch)
     env = run_state.environment
     # The roof of the arithmetic the case's convolutions run (int8 against int8's), not of its dtype's name.
@@ -236,6 +238,7 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             "timing_s": round(stability.pop("timing_s"), 3),
             "runtime": built.meta.get("runtime", {}),
             "timed_outputs": outputs.verdict(),
+            "profile": profile,
         }
     )
     run_state.record(case).latency = LatencyRecord.from_dict(rec)
@@ -285,6 +288,22 @@ def _reference(case: Any, run_state: Any) -> Any:
         run_state.memo[key] = reference_for(case.backend, case.batch, cfg.input_size, run_state.threads,
                                             run_state.cache, case.dtype, case.compression)
     return run_state.memo[key]
+
+
+def _profile(case: Any, built: Any, run_state: Any, x: torch.Tensor) -> dict[str, Any]:
+    """The backend's per-unit profile of the case (``measure/profile.py``), or why there is none."""
+    from resnetbench.backends.base import DEFAULT_RECIPE
+
+    name = built.tuning.get("recipe")
+    recipe = next((r for r in built.backend.recipes(built.case) if r.name == name), DEFAULT_RECIPE)
+    try:
+        profile = built.backend.profile(built.runner, x, built.entry, run_state.threads, recipe,
+                                        int(run_state.config.profile["calls"]))
+    except Exception as exc:  # a profiler that fails leaves the latency figure intact, with the reason
+        return {"units": [], "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+    if profile is None:
+        return {"units": [], "error": f"{case.backend} has no profiler wired in"}
+    return profile
 
 
 def _timed_output_check(case: Any, built: Any, run_state: Any) -> Any:

@@ -1,0 +1,223 @@
+"""Per-layer profiles of a latency case, and blame: which layers account for a regression.
+
+A red gate says *that* a case got slower; this says *where*. Each profile comes from the
+backend's own instrumentation, in a pass of its own after the timed loop (it never
+disturbs the timing), and is reduced to **units**: the model's modules two levels deep
+(``layer3.0`` for a ResNet block; top-level leaves such as ``conv1`` or ``fc`` as they are),
+so that two runs, and two backends, name the same places.
+
+- PyTorch eager: forward hooks on the unit modules time each call (``perf_counter`` before
+  and after; a unit's time includes its children).
+- ONNX Runtime: a second session over the same model file with ``enable_profiling``; node
+  times from its trace are mapped back to module paths through the exporter's
+  ``pkg.torch.onnx.name_scopes`` metadata, by node name or, for the nodes ORT's layout
+  transformer makes (``relu_1_nchwc``), by the exported output value they are named
+  after; what cannot be mapped is ``(unattributed)``.
+
+``blame`` subtracts the base profile from the head profile unit by unit and ranks the
+units by the time they added, each with its share of the total added time.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+UNATTRIBUTED = "(unattributed)"
+REST = "(rest)"
+DEFAULT_CALLS = 20
+UNIT_DEPTH = 2
+
+
+def unit_of(path: str) -> str:
+    """The unit a module path belongs to: its first ``UNIT_DEPTH`` dotted components."""
+    return ".".join(path.split(".")[:UNIT_DEPTH]) if path else REST
+
+
+def _summary(per_call: dict[str, list[float]], totals: list[float], profiler: str, calls: int,
+             cost_s: float) -> dict[str, Any]:
+    total = statistics.median(totals)
+    units = {name: statistics.median(values) for name, values in per_call.items()}
+    rest = total - sum(units.values())
+    if rest > 0.01 * total:
+        units[REST] = rest
+    ranked = sorted(units.items(), key=lambda kv: -kv[1])
+    return {"profiler": profiler, "calls": calls, "total_ms": total, "cost_s": round(cost_s, 3),
+            "units": [{"name": n, "ms": round(ms, 5), "share": round(ms / total, 5) if total > 0 else None}
+                      for n, ms in ranked]}
+
+
+# --------------------------------------------------------------------------- PyTorch modules
+
+
+def unit_modules(module: Any) -> dict[str, Any]:
+    """Unit name -> module: modules ``UNIT_DEPTH`` deep, and shallower ones without children."""
+    units = {}
+    for name, child in module.named_modules():
+        depth = len(name.split(".")) if name else 0
+        if depth == UNIT_DEPTH or (0 < depth < UNIT_DEPTH and not any(True for _ in child.children())):
+            units[name] = child
+    return units
+
+
+def profile_torch_module(module: Any, call: Callable[[], Any], calls: int = DEFAULT_CALLS) -> dict[str, Any]:
+    """Per-unit milliseconds of ``call()`` (which runs ``module``), timed by forward hooks."""
+    start_cost = time.perf_counter()
+    clock = time.perf_counter
+    started: dict[str, float] = {}
+    spent: dict[str, float] = defaultdict(float)
+    handles = []
+    for name, unit in unit_modules(module).items():
+        def pre(mod: Any, args: Any, name: str = name) -> None:
+            started[name] = clock()
+
+        def post(mod: Any, args: Any, out: Any, name: str = name) -> None:
+            spent[name] += clock() - started.pop(name)
+
+        try:
+            handles += [unit.register_forward_pre_hook(pre), unit.register_forward_hook(post)]
+        except (RuntimeError, AttributeError):  # e.g. a to_mkldnn ScriptModule: its time stays in (rest)
+            continue
+    if not handles:
+        raise ValueError("the module has no submodules to attribute time to")
+    per_call: dict[str, list[float]] = defaultdict(list)
+    totals = []
+    try:
+        for _ in range(2):
+            call()
+        for _ in range(calls):
+            spent.clear()
+            t0 = clock()
+            call()
+            totals.append((clock() - t0) * 1e3)
+            for name, seconds in spent.items():
+                per_call[name].append(seconds * 1e3)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return _summary(per_call, totals, "forward hooks on modules (perf_counter)", calls, time.perf_counter() - start_cost)
+
+
+# --------------------------------------------------------------------------- ONNX Runtime
+
+
+def onnx_node_scopes(model_path: Path) -> dict[str, str]:
+    """ONNX node name -> the module path the exporter recorded for it (name_scopes metadata)."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    scopes = {}
+    for node in model.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        text = meta.get("pkg.torch.onnx.name_scopes")
+        if not text:
+            continue
+        try:
+            names = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            continue
+        modules = [n for n in names[:-1] if n]  # the last entry is the op itself
+        scope = modules[-1] if modules else ""
+        scopes[node.name] = scope
+        # ORT's layout transformer names the nodes it makes after their output values
+        # ("relu_1_nchwc" for a Conv fused with the ReLU whose output was "relu_1")
+        for output in node.output:
+            scopes.setdefault(output, scope)
+    return scopes
+
+
+def _scope_of(node_name: str, scopes: dict[str, str], by_length: list[str]) -> str | None:
+    for name in (node_name, node_name.removesuffix("_nchwc")):
+        if name in scopes:
+            return scopes[name]
+    # ORT keeps an exported node's name as the prefix of what it fuses or inserts from it
+    for name in by_length:
+        if node_name.startswith(name):
+            return scopes[name]
+    return None
+
+
+def profile_onnxruntime(model_path: Path, options: Any, feed: dict[str, Any], providers: list[str],
+                        calls: int = DEFAULT_CALLS) -> dict[str, Any]:
+    """Per-unit milliseconds from ONNX Runtime's own profiler, on a profiling session of the same model."""
+    import onnxruntime as ort
+
+    start_cost = time.perf_counter()
+    scopes = onnx_node_scopes(model_path)
+    by_length = sorted(scopes, key=len, reverse=True)
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"resnetbench-ort-profile-{time.time_ns()}")
+    session = ort.InferenceSession(str(model_path), options, providers=providers)
+    for _ in range(2):
+        session.run(None, feed)
+    run_starts = []
+    for _ in range(calls):
+        run_starts.append(time.perf_counter())
+        session.run(None, feed)
+    trace = Path(session.end_profiling())
+    try:
+        events = json.loads(trace.read_text())
+    finally:
+        trace.unlink(missing_ok=True)
+    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    nodes = [e for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")]
+    # The last `calls` model_run events are the measured ones; node events fall inside them.
+    measured = sorted(runs, key=lambda e: e["ts"])[-calls:]
+    per_call: dict[str, list[float]] = defaultdict(list)
+    totals = []
+    for run in measured:
+        begin, end = run["ts"], run["ts"] + run["dur"]
+        spent: dict[str, float] = defaultdict(float)
+        for event in nodes:
+            if begin <= event["ts"] <= end:
+                scope = _scope_of(event["name"].removesuffix("_kernel_time"), scopes, by_length)
+                spent[UNATTRIBUTED if scope is None else unit_of(scope)] += event["dur"] / 1e3
+        totals.append(run["dur"] / 1e3)
+        for name, ms in spent.items():
+            per_call[name].append(ms)
+    if not totals:
+        raise ValueError("ONNX Runtime's trace held no model_run events")
+    return _summary(per_call, totals, "onnxruntime session profiling (enable_profiling)", calls,
+                    time.perf_counter() - start_cost)
+
+
+# --------------------------------------------------------------------------- blame
+
+
+def blame(base: dict[str, Any], head: dict[str, Any], top: int = 3) -> dict[str, Any]:
+    """The units that account for the time ``head`` added over ``base``, largest first.
+
+    Two runs rarely see the machine at the same speed, and a machine 10% slower makes every
+    unit 10% slower, which would blame the largest unit. So the machine's factor is taken
+    out first: the median over the units (those above 1% of the base) of head/base time,
+    which is the machine's factor when the change is in a few units. A unit's added time is
+    ``head - factor * base``; ``share`` is its part of all added time; units that got
+    faster are left out.
+    """
+    b = {u["name"]: float(u["ms"]) for u in base.get("units", [])}
+    h = {u["name"]: float(u["ms"]) for u in head.get("units", [])}
+    base_total = float(base.get("total_ms") or sum(b.values()))
+    ratios = [h[n] / b[n] for n in b if n in h and b[n] > 0.01 * base_total]
+    factor = statistics.median(ratios) if ratios else 1.0
+    added = {name: h.get(name, 0.0) - factor * b.get(name, 0.0) for name in set(b) | set(h)}
+    positive = sum(v for v in added.values() if v > 0)
+    ranked = [{"name": name, "added_ms": round(delta, 4), "share": round(delta / positive, 3),
+               "base_ms": round(b.get(name, 0.0), 4), "head_ms": round(h.get(name, 0.0), 4)}
+              for name, delta in sorted(added.items(), key=lambda kv: -kv[1]) if delta > 0][:top]
+    return {"added_ms": round(positive, 4), "machine_factor": round(factor, 4), "units": ranked}
+
+
+def format_blame(result: dict[str, Any]) -> str:
+    """One line: ``layer3.0 +1.20 ms (84%), layer3.1 +0.10 ms (7%)``."""
+    parts = []
+    for unit in result.get("units", []):
+        share = f" ({unit['share']:.0%})" if unit.get("share") is not None else ""
+        parts.append(f"{unit['name']} +{unit['added_ms']:.2f} ms{share}")
+    return ", ".join(parts) or "no unit added time"
