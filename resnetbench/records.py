@@ -202,11 +202,11 @@ class LatencyRecord(_Record):
     peak_fraction: float | None = None
     peak_basis: str | None = None
     roof_dtype: str | None = None  # the arithmetic whose roof peak_fraction divides by (roof.py)
-    timed_outputs: dict[str, Any] | None = None  # every timed call's output checked (measure/timed_outputs.py)
-    profile: dict[str, Any] | None = None  # per-unit times from the backend's profiler (measure/profile.py)
     warmup: int | None = None
     paired: dict[str, Any] | None = None
     stability: dict[str, Any] | None = None  # verdict: STABILITY_VERDICTS
+    timed_outputs: dict[str, Any] | None = None  # every timed call's output checked (measure/timed_outputs.py)
+    profile: dict[str, Any] | None = None  # per-unit times from the backend's profiler (measure/profile.py)
     threads: int | None = None
     ran_alone: bool | None = None
     foreign_load_cores: float | None = None

@@ -167,6 +167,7 @@ def results_schema() -> dict[str, Any]:
             "compression_info": {"type": "object"},
             "artifact": {"type": "object"},
             "duration_s": {"type": "number", "minimum": 0},
+            **{name: {"$ref": f"#/$defs/{name}"} for name in parts},
             "deployment": {
                 "type": ["object", "null"],
                 "properties": {"runs": {"type": "integer", "minimum": 1},
@@ -174,7 +175,6 @@ def results_schema() -> dict[str, Any]:
                                **{k: _NUM for k in ("cold_start_s", "import_s", "load_s", "first_output_s",
                                                     "load_peak_mb", "resident_mb", "inference_peak_mb")}},
             },
-            **{name: {"$ref": f"#/$defs/{name}"} for name in parts},
         },
         "additionalProperties": True,
     }

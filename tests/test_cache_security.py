@@ -295,13 +295,14 @@ def test_a_truncated_artifact_is_rebuilt_with_a_note_naming_the_file(tmp_path: P
     from resnetbench.build import build_default
 
     cache = ArtifactCache(tmp_path / "cache", key=KEY)
-    first = build_default("resnet18", "eager", 1, 32, cache, 1, "<test>")
+    # tune=False: no recipe-choice entry in the counts below
+    first = build_default("resnet18", "eager", 1, 32, cache, 1, "<test>", tune=False)
     x = torch.randn(1, 3, 32, 32)
     expected = _logits(first, x)
     weights = first.entry / "model.pt"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.warns(CacheIntegrityWarning, match=r"eager-resnet18-\S+ rebuilt, not loaded: model\.pt has \d+ bytes"):
-        again = build_default("resnet18", "eager", 1, 32, cache, 1, "<test>")
+        again = build_default("resnet18", "eager", 1, 32, cache, 1, "<test>", tune=False)
     assert again.meta["cached"] is False and again.entry == first.entry
     assert [n for n in again.notes if "model.pt has" in n and "rebuilt, not loaded" in n]
     assert (cache.hits, cache.misses) == (0, 2)

@@ -31,8 +31,8 @@ from resnetbench.tools.gatecheck import SlowedRunner, wait_for
 original = build.build_case
 
 
-def build_slowed_case(config, case, cache, threads):
-    built = original(config, case, cache, threads)
+def build_slowed_case(config, case, cache, threads, **kwargs):
+    built = original(config, case, cache, threads, **kwargs)
     if case.id == "{CASE}" and str(config.path) != REFERENCE_ORIGIN:
         built.runner = SlowedRunner(built.runner, 0.20, wait_for(case.backend))
     return built

@@ -37,8 +37,8 @@ class Slowed:
 if FACTOR:
     original = build.build_case
 
-    def build_slowed_case(config, case, cache, threads):
-        built = original(config, case, cache, threads)
+    def build_slowed_case(config, case, cache, threads, **kwargs):
+        built = original(config, case, cache, threads, **kwargs)
         # The model under test gets slower; the latency reference (built from no matrix file) does not.
         if str(config.path) != REFERENCE_ORIGIN:
             built.runner = Slowed(built.runner)

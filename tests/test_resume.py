@@ -199,5 +199,6 @@ def test_resuming_a_finished_run_runs_nothing_and_passes(pytester, shared_cache,
     assert pytester.runpytest_subprocess(*args).ret == 0
     again = pytester.runpytest_subprocess(*args, "--resume")
     assert again.ret == 0, again.stdout.str()[-2000:]
-    assert "4 deselected" in again.stdout.str()  # the case's 3 tests and the (claims: false) claim test
+    # the case's 3 tests, the (claims: false) claim test and the (no deployment:) deployment test
+    assert "5 deselected" in again.stdout.str()
     assert json.loads(results.read_text())["cases"][0]["outcome"] == "passed"

@@ -17,7 +17,7 @@ claims: false
 # The damage: ONNX Runtime's runner keeps its class, module and artifact, but a method
 # patched at run time returns the first image's logits for every image.
 PATCHED_RUNNER = '''
-from resnetbench.backends.onnxruntime import OrtRunner
+from resnetbench.backends.onnxruntime import OrtBoundRunner, OrtRunner
 
 original = OrtRunner.to_logits
 
@@ -29,6 +29,7 @@ def first_image_logits(self, out):
 
 
 OrtRunner.to_logits = first_image_logits
+OrtBoundRunner.to_logits = first_image_logits  # the IOBinding recipe's runner too
 '''
 
 

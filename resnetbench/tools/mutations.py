@@ -204,8 +204,8 @@ def pytest_configure(config: Any) -> None:
 
     build_case = build.build_case
 
-    def damaged_build(cfg: Any, case: Any, cache: Any, threads: int) -> Any:
-        built = build_case(cfg, case, cache, threads)
+    def damaged_build(cfg: Any, case: Any, cache: Any, threads: int, **kwargs: Any) -> Any:
+        built = build_case(cfg, case, cache, threads, **kwargs)
         if str(cfg.path) == REFERENCE_ORIGIN:
             return built  # the latency reference is never damaged
         if case.id == case_of.get("latency +10%"):
