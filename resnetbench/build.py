@@ -286,4 +286,4 @@ def build_default(arch: str, backend: str, batch: int, input_size: int, cache: A
                   origin: str, dtype: str = "fp32", compression: str = DEFAULT_COMPRESSION, tune: bool = True) -> Built:
     """A case with every setting at its default (no matrix file; ``origin`` names the caller)."""
     config = Config(path=Path(origin), matrix={}, input_size=input_size)
-    return build_case(config, Case(arch, dtype, compression, backend, batch), cache, threads, tune)
+    return build_case(config, Case(arch, dtype, compression, backend, batch), cache, threads, tune=tune)
