@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from resnetbench.backends.base import Recipe, Runner
+from resnetbench.measure.timed_outputs import rel_l2
 
 PROTOCOL = 2  # bump when the way recipes are timed changes: cached choices are then made again
 PARITY_REL_L2 = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 5e-2, "int8": 5e-2}
@@ -62,11 +63,6 @@ class Trial:
             return {"rejected": self.rejected, "load_s": round(self.load_s, 3)}
         return {"median_ms": round(self.median_ms, 4), "block_medians_ms": [round(v, 4) for v in self.block_medians_ms],
                 "load_s": round(self.load_s, 3)}
-
-
-def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
-    ref64, out64 = ref.double(), out.double()
-    return float((out64 - ref64).norm() / ref64.norm().clamp_min(1e-30))
 
 
 def _first_line(exc: BaseException) -> str:
