@@ -1,10 +1,13 @@
 """Per-layer profiles and blame (measure/profile.py): a slowdown injected in one block is
-blamed on that block, on eager PyTorch and on ONNX Runtime, and compare says where."""
+blamed on that block, on eager PyTorch, ONNX Runtime, OpenVINO and TorchScript (both of
+its recipes), and compare says where."""
 
 from __future__ import annotations
 
 import random
 import shutil
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,19 @@ import pytest
 import torch
 
 from resnetbench.compare.rules import compare_results
-from resnetbench.measure.profile import blame, format_blame, profile_onnxruntime, profile_torch_module, unit_of
+from resnetbench.measure.profile import (
+    align_units,
+    blame,
+    format_blame,
+    onnx_node_scopes,
+    profile_onnxruntime,
+    profile_openvino,
+    profile_torch_module,
+    profile_torch_ops,
+    scope_path,
+    torchscript_op_units,
+    unit_of,
+)
 
 ARCH = '''
 import os
@@ -62,6 +77,40 @@ def test_blame_takes_the_machine_out_and_ranks_the_added_time() -> None:
     assert blame(base, {"total_ms": 12.0, "units": [{"name": n, "ms": 2.4} for n in "abcde"]})["units"] == []
 
 
+def test_torchscript_scopes_become_module_paths() -> None:
+    assert scope_path("__module.layer1/__module.layer1.0/__module.layer1.0.conv1") == "layer1.0.conv1"
+    assert scope_path("__module.fc") == "fc"
+    assert scope_path("") == ""
+
+
+def test_operators_that_ran_are_aligned_with_the_recorded_graph() -> None:
+    recorded = [["aten::_convolution", "conv1"], ["aten::relu_", "relu"], ["aten::max_pool2d", "maxpool"],
+                ["aten::_convolution", "layer1.0.conv1"], ["aten::relu_", "layer1.0.relu"],
+                ["aten::_convolution", "layer1.0.conv2"], ["aten::add_", "layer1.0"],
+                ["aten::adaptive_avg_pool2d", "avgpool"], ["aten::flatten", ""], ["aten::linear", "fc"]]
+    # what the frozen graph runs: the same operators
+    assert align_units(recorded, [k for k, _ in recorded]) == [u for _, u in recorded]
+    # what optimize_for_inference runs: a layout conversion first, each prepacked convolution
+    # seen only as its output's aten::empty, a dense conversion and linear as matmul + add
+    ran = ["aten::to_mkldnn", "aten::empty", "aten::relu_", "aten::max_pool2d", "aten::empty", "aten::relu_",
+           "aten::empty", "aten::add_", "aten::adaptive_avg_pool2d", "aten::to_dense", "aten::flatten",
+           "aten::matmul", "aten::add"]
+    assert align_units(recorded, ran) == ["conv1", "conv1", "relu", "maxpool", "layer1.0.conv1", "layer1.0.relu",
+                                          "layer1.0.conv2", "layer1.0", "avgpool", "avgpool", "", "fc", "fc"]
+
+
+def test_backend_node_names_are_traced_back_to_exported_nodes() -> None:
+    from resnetbench.measure.profile import _scope_of
+
+    scopes = {"node_Conv_292": "conv1", "relu_1": "layer1.0.relu", "node_add_2": "layer3.0"}
+    by_length = sorted(scopes, key=len, reverse=True)
+    assert _scope_of("node_Conv_292", scopes, by_length) == "conv1"
+    assert _scope_of("relu_1_nchwc", scopes, by_length) == "layer1.0.relu"  # ORT's layout transformer
+    assert _scope_of("node_Conv_292_output_0_ReorderInput", scopes, by_length) == "conv1"  # ORT's inserts
+    assert _scope_of("x_abcd_acdb_node_Conv_292", scopes, by_length) == "conv1"  # OpenVINO's reorders
+    assert _scope_of("Multiply_2630", scopes, by_length) is None  # made by fusing: see originalLayersNames
+
+
 def _tiny(module_dir: Path, slow_at: str | None, extra: int = 3) -> torch.nn.Module:
     import importlib
     import sys
@@ -90,48 +139,77 @@ def _export(model: torch.nn.Module, x: torch.Tensor, path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_the_injected_block_is_blamed_first_in_nine_of_ten_trials_on_two_backends(arch_dir: Path,
-                                                                                   tmp_path: Path) -> None:
+def _profilers(x: torch.Tensor, tmp_path: Path) -> dict[str, Callable[[torch.nn.Module, str], dict[str, Any]]]:
+    """backend -> profile(model, tag): each backend's own profiler on an artifact made as the suite makes it."""
     import numpy as np
     import onnxruntime as ort
+    import openvino as ov
 
     from resnetbench.backends.onnxruntime import session_options
 
-    torch.manual_seed(0)
-    x = torch.randn(1, 3, 64, 64)
-    base_model = _tiny(arch_dir, None)
-    base_onnx = _export(base_model, x, tmp_path / "base.onnx")
-    feed = {"x": np.ascontiguousarray(x.numpy())}
-    names = {"eager": 0, "onnxruntime": 0}
-    rng = random.Random(0)
-    costs = []
-
-    def eager_profile(model: torch.nn.Module) -> dict[str, Any]:
+    def eager(model: torch.nn.Module, tag: str) -> dict[str, Any]:
         with torch.inference_mode():
             return profile_torch_module(model, lambda: model(x), calls=15)
 
-    def ort_profile(path: Path) -> dict[str, Any]:
+    def onnxruntime(model: torch.nn.Module, tag: str) -> dict[str, Any]:
+        path = _export(model, x, tmp_path / f"{tag}.onnx")
         name = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-        return profile_onnxruntime(path, session_options(2), {name: feed["x"]}, ["CPUExecutionProvider"], calls=15)
+        feed = {name: np.ascontiguousarray(x.numpy())}
+        return profile_onnxruntime(path, session_options(2), feed, ["CPUExecutionProvider"], calls=15)
 
+    def openvino(model: torch.nn.Module, tag: str) -> dict[str, Any]:
+        path = _export(model, x, tmp_path / f"{tag}-ov.onnx")
+        compiled = ov.Core().compile_model(ov.convert_model(str(path)), "CPU", {
+            "PERF_COUNT": True, "INFERENCE_NUM_THREADS": 2, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32"})
+        return profile_openvino(compiled, np.ascontiguousarray(x.numpy()), onnx_node_scopes(path), calls=15)
+
+    def torchscript(model: torch.nn.Module, tag: str, optimize: bool = False) -> dict[str, Any]:
+        path = tmp_path / f"{tag}.ts"
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notices
+            frozen = torch.jit.freeze(torch.jit.trace(model, x, check_trace=False))
+            recorded = torchscript_op_units(frozen.graph)
+            torch.jit.save(frozen, str(path))
+            loaded = torch.jit.load(str(path))
+            if optimize:
+                loaded = torch.jit.optimize_for_inference(loaded)
+
+        def call() -> torch.Tensor:
+            with torch.inference_mode():
+                return loaded(x)
+
+        return profile_torch_ops(call, recorded, calls=15)
+
+    return {"eager": eager, "onnxruntime": onnxruntime, "openvino": openvino, "torchscript": torchscript,
+            "torchscript-optimized": lambda model, tag: torchscript(model, tag, optimize=True)}
+
+
+@pytest.mark.slow
+def test_the_injected_block_is_blamed_first_in_nine_of_ten_trials_on_every_profiled_backend(
+        arch_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 64)
+    base_model = _tiny(arch_dir, None)
+    profilers = _profilers(x, tmp_path)
+    bases = {backend: profile(base_model, "base") for backend, profile in profilers.items()}
+    hits = dict.fromkeys(profilers, 0)
+    rng = random.Random(0)
+    costs: dict[str, list[float]] = {backend: [] for backend in profilers}
     trials = []
     for trial in range(10):
         block = rng.choice(BLOCKS)
         slow = _tiny(arch_dir, block)
         slow.load_state_dict(base_model.state_dict())
-        slow_onnx = _export(slow, x, tmp_path / f"slow{trial}.onnx")
-        for backend, (b, h) in {
-            "eager": (eager_profile(base_model), eager_profile(slow)),
-            "onnxruntime": (ort_profile(base_onnx), ort_profile(slow_onnx)),
-        }.items():
-            result = blame(b, h)
-            costs.append(h["cost_s"])
+        for backend, profile in profilers.items():
+            head = profile(slow, f"slow{trial}")
+            result = blame(bases[backend], head)
+            costs[backend].append(head["cost_s"])
             first = result["units"][0]["name"] if result["units"] else None
-            names[backend] += first == block
+            hits[backend] += first == block
             trials.append((backend, block, first, format_blame(result)))
-    assert names["eager"] >= 9 and names["onnxruntime"] >= 9, trials
-    assert max(costs) < 10
+    assert all(n >= 9 for n in hits.values()), (hits, trials)
+    assert max(max(c) for c in costs.values()) < 10
 
 
 @pytest.mark.slow
@@ -141,12 +219,12 @@ def test_compare_names_the_block_that_got_slower(pytester: Any, run_matrix: Any,
     matrix = """
 matrix:
   arch: [tiny]
-  backend: [eager, onnxruntime]
+  backend: [eager, onnxruntime, openvino, torchscript]
 architectures: {tiny: "blame_arch:tiny"}
 input_size: 64
 dataset: {name: synthetic, samples: 8}
 profile: {calls: 15}
-tuning: {recipes: {eager: channels_last}}
+tuning: {recipes: {eager: channels_last, torchscript: optimize_for_inference}}
 claims: false
 """
     _, base = run_matrix(matrix, "-m", "latency")

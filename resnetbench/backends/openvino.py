@@ -23,6 +23,7 @@ from resnetbench.backends.onnxruntime import export_for_onnx
 from resnetbench.compress.base import INT8_STATIC
 from resnetbench.formulas import QuantLayout
 from resnetbench.matrix import Case
+from resnetbench.measure.profile import onnx_node_scopes, profile_openvino
 
 PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
 
@@ -30,8 +31,10 @@ PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
 class OpenVINORunner:
     """An infer request with the input prepared as numpy once."""
 
-    def __init__(self, compiled: Any) -> None:
+    def __init__(self, compiled: Any, model_path: Path, config: dict[str, Any]) -> None:
         self.request = compiled.create_infer_request()
+        self.model_path = model_path  # with the config, what a profiling compile of the same model needs
+        self.config = config
 
     def prepare(self, x: torch.Tensor) -> np.ndarray:
         return np.ascontiguousarray(x.float().numpy())
@@ -71,6 +74,8 @@ class OpenVINOBackend(Backend):
         with Timer() as t:
             ov_model = ov.convert_model(str(onnx_dir / "model.onnx"))
             ov.save_model(ov_model, str(out / "model.xml"), compress_to_fp16=case.dtype in ("fp16", "bf16"))
+        # The IR keeps the ONNX node names but not their module scopes: kept here, for the profiler.
+        node_scopes = onnx_node_scopes(onnx_dir / "model.onnx")
         for f in onnx_dir.iterdir():
             f.unlink()
         onnx_dir.rmdir()
@@ -79,7 +84,7 @@ class OpenVINOBackend(Backend):
             notes.append("fp16 weights (compress_to_fp16), f32 compute: no fp16 arithmetic on this CPU")
         if case.dtype == "bf16":
             notes.append("fp16-compressed weights, bf16 compute (INFERENCE_PRECISION_HINT=bf16)")
-        extra = {k: v for k, v in onnx_export.extra.items() if k != "ops"}
+        extra = {**{k: v for k, v in onnx_export.extra.items() if k != "ops"}, "node_scopes": node_scopes}
         return Exported(["model.bin", "model.xml"], onnx_export.seconds + t.seconds, notes, extra)
 
     def recipes(self, case: Case) -> tuple[Recipe, ...]:
@@ -104,4 +109,17 @@ class OpenVINOBackend(Backend):
         ov_model.reshape([case.batch, 3, ctx.input_size, ctx.input_size])
         compiled = core.compile_model(ov_model, "CPU", config)
         meta.setdefault("runtime", {}).update({**config, "openvino": ov.__version__})
-        return OpenVINORunner(compiled)
+        return OpenVINORunner(compiled, entry / "model.xml", config)
+
+    def profile(self, runner: Any, x: torch.Tensor, entry: Path, meta: dict[str, Any], threads: int,
+                recipe: Recipe, calls: int) -> dict[str, Any] | None:
+        import openvino as ov
+
+        if not isinstance(runner, OpenVINORunner):
+            return None
+        # A compiled model of its own: the performance counters cost time, never in the timed runner.
+        core = ov.Core()
+        ov_model = core.read_model(str(runner.model_path))
+        ov_model.reshape(list(x.shape))
+        compiled = core.compile_model(ov_model, "CPU", {**runner.config, "PERF_COUNT": True})
+        return profile_openvino(compiled, runner.prepare(x), meta.get("node_scopes") or {}, calls)

@@ -17,6 +17,7 @@ from resnetbench.backends.eager import FP16_SLOW, EagerRunner, torch_input, uses
 from resnetbench.backends.torch_module import TorchModuleBackend
 from resnetbench.cache import verified_copy
 from resnetbench.matrix import Case
+from resnetbench.measure.profile import profile_torch_ops, torchscript_op_units
 
 RECIPES = (
     Recipe("frozen", {"optimize": False}, "the frozen, traced module as saved"),
@@ -43,10 +44,17 @@ class TorchScriptBackend(TorchModuleBackend):
                                      check_trace=False)
             frozen = torch.jit.freeze(traced)
             torch.jit.save(frozen, str(out / "model.ts"))
-        return Exported(["model.ts"], t.seconds, notes, {"channels_last": channels_last})
+        # The saved graph loses its module scopes: kept here, for the profiler to name operators by.
+        op_units = torchscript_op_units(frozen.graph)
+        return Exported(["model.ts"], t.seconds, notes, {"channels_last": channels_last, "op_units": op_units})
 
     def recipes(self, case: Case) -> tuple[Recipe, ...]:
         return RECIPES if case.dtype in ("fp32", "bf16") else RECIPES[:1]
+
+    def profile(self, runner: Any, x: torch.Tensor, entry: Path, meta: dict[str, Any], threads: int,
+                recipe: Recipe, calls: int) -> dict[str, Any] | None:
+        native = runner.prepare(x)
+        return profile_torch_ops(lambda: runner.run(native), meta.get("op_units") or [], calls)
 
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> EagerRunner:
         notes = meta.setdefault("notes", [])

@@ -13,6 +13,17 @@ so that two runs, and two backends, name the same places.
   ``pkg.torch.onnx.name_scopes`` metadata, by node name or, for the nodes ORT's layout
   transformer makes (``relu_1_nchwc``), by the exported output value they are named
   after; what cannot be mapped is ``(unattributed)``.
+- OpenVINO: its performance counters (``PERF_COUNT``) on a compiled model of its own; its
+  node names are the ONNX node names (the IR is converted from the ONNX export), so the
+  same ``name_scopes`` map, kept in the artifact's metadata, names their modules. The
+  reorders it inserts are named ``<layouts>_<node>`` after the node they feed, and a node
+  it made by fusing lists the layers it came from (``originalLayersNames``).
+- TorchScript: ``torch.profiler`` on the loaded module. A saved graph loses its module
+  scopes, so the export records each operator of the frozen graph with its module path
+  (``torchscript_op_units``); the operators the profiler sees are aligned with that
+  sequence by kind (``difflib``), which also carries the names through
+  ``optimize_for_inference``, whose prepacked convolutions the profiler does not see (the
+  time between two operators goes to the first: it is the work it started).
 
 ``blame`` subtracts the base profile from the head profile unit by unit and ranks the
 units by the time they added, each with its share of the total added time.
@@ -21,6 +32,7 @@ units by the time they added, each with its share of the total added time.
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import statistics
 import tempfile
@@ -141,6 +153,10 @@ def _scope_of(node_name: str, scopes: dict[str, str], by_length: list[str]) -> s
     for name in by_length:
         if node_name.startswith(name):
             return scopes[name]
+    # OpenVINO names a reorder it inserts after the node it feeds: "x_abcd_acdb_node_Conv_292"
+    for name in by_length:
+        if node_name.endswith("_" + name):
+            return scopes[name]
     return None
 
 
@@ -186,6 +202,142 @@ def profile_onnxruntime(model_path: Path, options: Any, feed: dict[str, Any], pr
         raise ValueError("ONNX Runtime's trace held no model_run events")
     return _summary(per_call, totals, "onnxruntime session profiling (enable_profiling)", calls,
                     time.perf_counter() - start_cost)
+
+
+# --------------------------------------------------------------------------- OpenVINO
+
+
+def profile_openvino(compiled: Any, native: Any, scopes: dict[str, str], calls: int = DEFAULT_CALLS) -> dict[str, Any]:
+    """Per-unit milliseconds from OpenVINO's performance counters.
+
+    ``compiled`` must have been compiled with ``PERF_COUNT: True`` (a compiled model of its
+    own: the counters cost time). ``scopes`` maps ONNX node names to module paths
+    (``onnx_node_scopes`` of the model the IR was converted from).
+    """
+    start_cost = time.perf_counter()
+    by_length = sorted(scopes, key=len, reverse=True)
+    # A node OpenVINO made by fusing (a Conv with the Mul after it, "Multiply_2630") lists the
+    # layers it came from; any of them names its module.
+    fused = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        rt_info = op.get_rt_info()
+        if "originalLayersNames" in rt_info:
+            fused[op.get_friendly_name()] = rt_info["originalLayersNames"].astype(str).split(",")
+    request = compiled.create_infer_request()
+    for _ in range(2):
+        request.infer({0: native}, share_inputs=True)
+    per_call: dict[str, list[float]] = defaultdict(list)
+    totals = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        request.infer({0: native}, share_inputs=True)
+        totals.append((time.perf_counter() - t0) * 1e3)
+        spent: dict[str, float] = defaultdict(float)
+        for counter in request.profiling_info:
+            if counter.status != counter.Status.EXECUTED:
+                continue
+            scope = next((found for name in [counter.node_name, *fused.get(counter.node_name, [])]
+                          if (found := _scope_of(name, scopes, by_length)) is not None), None)
+            spent[UNATTRIBUTED if scope is None else unit_of(scope)] += counter.real_time.total_seconds() * 1e3
+        if not spent:
+            raise ValueError("OpenVINO returned no executed performance counters (was PERF_COUNT set?)")
+        for name, ms in spent.items():
+            per_call[name].append(ms)
+    return _summary(per_call, totals, "openvino performance counters (PERF_COUNT)", calls,
+                    time.perf_counter() - start_cost)
+
+
+# --------------------------------------------------------------------------- TorchScript
+
+
+def scope_path(scope_name: str) -> str:
+    """``__module.layer1/__module.layer1.0/__module.layer1.0.conv1`` -> ``layer1.0.conv1``."""
+    return scope_name.rsplit("/", 1)[-1].removeprefix("__module").removeprefix(".")
+
+
+def torchscript_op_units(graph: Any) -> list[list[str]]:
+    """[operator kind, module path] for each operator of a TorchScript graph, in order.
+
+    Taken from the frozen graph before it is saved: ``torch.jit.save`` drops the scopes.
+    """
+    return [[node.kind(), scope_path(node.scopeName())] for node in graph.nodes()
+            if not node.kind().startswith("prim::")]
+
+
+def _op_class(kind: str) -> str:
+    """What an operator does, for aligning a recorded graph with what ran: ``aten::relu_`` -> ``relu``."""
+    name = kind.rsplit("::", 1)[-1].rstrip("_").lower()
+    if "conv" in name:
+        return "conv"
+    if name in ("linear", "addmm", "mm", "matmul"):
+        return "linear"
+    return name
+
+
+def align_units(recorded: list[list[str]], ran: list[str]) -> list[str]:
+    """The module path of each operator in ``ran``, by aligning its kinds with ``recorded``.
+
+    Equal runs map one to one; a run of other operators in place of recorded ones (a
+    prepacked convolution's ``aten::empty``) maps by position within the run; an operator
+    with nothing recorded in its place (a layout conversion) belongs to the one before it.
+    """
+    a = [_op_class(kind) for kind, _ in recorded]
+    b = [_op_class(kind) for kind in ran]
+    units = [""] * len(ran)
+    last = recorded[0][1] if recorded else ""
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        for j in range(j1, j2):
+            if tag == "equal":
+                last = recorded[i1 + j - j1][1]
+            elif tag == "replace":
+                last = recorded[i1 + (j - j1) * (i2 - i1) // (j2 - j1)][1]
+            units[j] = last
+    return units
+
+
+def _top_level_ops(call: Any) -> list[Any]:
+    """The operators a profiled call ran: below the call's own event and any single wrapper
+    (a ScriptModule's ``forward``)."""
+    children = list(call.cpu_children)
+    while len(children) == 1 and children[0].cpu_children:
+        children = list(children[0].cpu_children)
+    return sorted(children, key=lambda e: e.time_range.start)
+
+
+def profile_torch_ops(call: Callable[[], Any], recorded: list[list[str]], calls: int = DEFAULT_CALLS) -> dict[str, Any]:
+    """Per-unit milliseconds of ``call()`` from ``torch.profiler``, the operators named
+    through ``recorded`` (``torchscript_op_units`` of the graph ``call`` runs)."""
+    from torch.profiler import ProfilerActivity, record_function
+    from torch.profiler import profile as torch_profile
+
+    if not recorded:
+        raise ValueError("the artifact's metadata has no operator -> module map (torchscript_op_units)")
+    start_cost = time.perf_counter()
+    marker = "resnetbench.profile.call"
+    for _ in range(2):
+        call()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            with record_function(marker):
+                call()
+    per_call: dict[str, list[float]] = defaultdict(list)
+    totals = []
+    for event in (e for e in prof.events() if e.name == marker):
+        ops = _top_level_ops(event)
+        if not ops:
+            raise ValueError("torch.profiler recorded no operators inside the call")
+        units = align_units(recorded, [op.name for op in ops])
+        spent: dict[str, float] = defaultdict(float)
+        ends = [op.time_range.start for op in ops[1:]] + [event.time_range.end]
+        for op, unit, end in zip(ops, units, ends, strict=True):
+            spent[unit_of(unit)] += (end - op.time_range.start) / 1e3  # microseconds -> ms
+        totals.append((event.time_range.end - event.time_range.start) / 1e3)
+        for name, ms in spent.items():
+            per_call[name].append(ms)
+    if not totals:
+        raise ValueError("torch.profiler recorded none of the profiled calls")
+    return _summary(per_call, totals, "torch.profiler operators, named through the export's operator map",
+                    len(totals), time.perf_counter() - start_cost)
 
 
 # --------------------------------------------------------------------------- blame
