@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 import torch
 
+from resnetbench.backends.base import DEFAULT_RECIPE
+from resnetbench.backends.compile import CompileBackend
+from resnetbench.backends.eager import EagerRunner
 from resnetbench.compare.rules import compare_results
+from resnetbench.matrix import Case
 from resnetbench.measure.profile import (
     align_units,
     blame,
@@ -181,8 +185,16 @@ def _profilers(x: torch.Tensor, tmp_path: Path) -> dict[str, Callable[[torch.nn.
 
         return profile_torch_ops(call, recorded, calls=15)
 
+    def compile_(model: torch.nn.Module, tag: str) -> dict[str, Any]:
+        # the backend's own path: it compiles a package with per-kernel profiling for the purpose
+        case = Case("tiny", "fp32", "none", "compile", 1)
+        profile = CompileBackend().profile(EagerRunner(None, case, channels_last=False), x, model=model,  # type: ignore[arg-type]
+                                           entry=tmp_path, meta={}, threads=2, recipe=DEFAULT_RECIPE, calls=15)
+        assert profile is not None
+        return profile
+
     return {"eager": eager, "onnxruntime": onnxruntime, "openvino": openvino, "torchscript": torchscript,
-            "torchscript-optimized": lambda model, tag: torchscript(model, tag, optimize=True)}
+            "torchscript-optimized": lambda model, tag: torchscript(model, tag, optimize=True), "compile": compile_}
 
 
 @pytest.mark.slow
@@ -202,14 +214,20 @@ def test_the_injected_block_is_blamed_first_in_nine_of_ten_trials_on_every_profi
         slow = _tiny(arch_dir, block)
         slow.load_state_dict(base_model.state_dict())
         for backend, profile in profilers.items():
+            # base and head profiled back to back, as close in the machine's state as two runs get
+            # (compile's base is kept: each of its profiles compiles a package)
+            base = bases[backend] if backend == "compile" else profile(base_model, "base")
             head = profile(slow, f"slow{trial}")
-            result = blame(bases[backend], head)
+            result = blame(base, head)
             costs[backend].append(head["cost_s"])
             first = result["units"][0]["name"] if result["units"] else None
             hits[backend] += first == block
             trials.append((backend, block, first, format_blame(result)))
+    print("blame hits per backend (of 10):", hits, "cost_s max:", {b: max(c) for b, c in costs.items()})
     assert all(n >= 9 for n in hits.values()), (hits, trials)
-    assert max(max(c) for c in costs.values()) < 10
+    # profiling costs seconds, not minutes; compile's includes compiling its profiling package
+    assert max(max(c) for backend, c in costs.items() if backend != "compile") < 10
+    assert max(costs["compile"]) < 120
 
 
 @pytest.mark.slow

@@ -260,6 +260,19 @@ def test_slower_case_regresses_others_do_not(example: dict[str, Any]) -> None:
     assert rec[EAGER]["decision"] == "unchanged"
 
 
+def test_a_recipe_change_is_named_beside_the_latency_change(example: dict[str, Any]) -> None:
+    current = copy.deepcopy(example)
+    for data, recipe in ((example, "channels_last"), (current, "mkldnn")):
+        case(data, EAGER)["latency"].setdefault("runtime", {})["recipe"] = recipe
+    lat = case(current, EAGER)["latency"]
+    lat["samples_ms"] = [v * 1.25 for v in lat["samples_ms"]]
+    rec = by_id(compare_results(example, current))[EAGER]
+    assert rec["decision"] == "regressed" and rec["recipe_change"] == ["channels_last", "mkldnn"]
+    assert "recipe changed channels_last -> mkldnn" in rec["reason"]
+    # the same recipe on both sides says nothing about recipes
+    assert "recipe_change" not in by_id(compare_results(example, copy.deepcopy(example)))[EAGER]
+
+
 def test_only_in_one_side(example: dict[str, Any]) -> None:
     current = copy.deepcopy(example)
     current["cases"] = [c for c in current["cases"] if c["id"] != EAGER]

@@ -134,11 +134,11 @@ class Backend:
         """The ways to run ``case``'s artifact that tuning chooses from; the first is the default."""
         return (DEFAULT_RECIPE,)
 
-    def profile(self, runner: Runner, x: torch.Tensor, entry: Path, meta: dict[str, Any], threads: int,
-                recipe: Recipe, calls: int) -> dict[str, Any] | None:
+    def profile(self, runner: Runner, x: torch.Tensor, *, model: nn.Module, entry: Path, meta: dict[str, Any],
+                threads: int, recipe: Recipe, calls: int) -> dict[str, Any] | None:
         """Per-unit times of ``runner`` on ``x`` from this backend's own profiler
-        (``measure/profile.py``), or None when the backend has none wired in. ``meta`` is
-        the artifact's metadata (what its export recorded)."""
+        (``measure/profile.py``), or None when the backend has none wired in. ``model`` is
+        the case's model as exported; ``meta`` the artifact's metadata (what its export recorded)."""
         return None
 
     def compute_dtype(self, case: Case) -> str:

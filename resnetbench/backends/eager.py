@@ -99,8 +99,8 @@ class EagerBackend(TorchModuleBackend):
     def recipes(self, case: Case) -> tuple[Recipe, ...]:
         return EAGER_RECIPES if uses_channels_last(case) else (FP16_OR_INT8,)
 
-    def profile(self, runner: Any, x: torch.Tensor, entry: Path, meta: dict[str, Any], threads: int,
-                recipe: Recipe, calls: int) -> dict[str, Any] | None:
+    def profile(self, runner: Any, x: torch.Tensor, *, model: nn.Module, entry: Path, meta: dict[str, Any],
+                threads: int, recipe: Recipe, calls: int) -> dict[str, Any] | None:
         from resnetbench.measure.profile import profile_torch_module
 
         if not isinstance(runner, EagerRunner) or not isinstance(runner.model, nn.Module):

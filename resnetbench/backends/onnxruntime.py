@@ -156,8 +156,8 @@ class OnnxRuntimeBackend(Backend):
     def compute_dtype(self, case: Case) -> str:
         return "fp32" if case.dtype == "bf16" else case.dtype  # bf16 storage, fp32 compute
 
-    def profile(self, runner: Any, x: torch.Tensor, entry: Path, meta: dict[str, Any], threads: int,
-                recipe: Recipe, calls: int) -> dict[str, Any] | None:
+    def profile(self, runner: Any, x: torch.Tensor, *, model: nn.Module, entry: Path, meta: dict[str, Any],
+                threads: int, recipe: Recipe, calls: int) -> dict[str, Any] | None:
         from resnetbench.measure.profile import profile_onnxruntime
 
         if not isinstance(runner, OrtRunner):

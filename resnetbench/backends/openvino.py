@@ -111,8 +111,8 @@ class OpenVINOBackend(Backend):
         meta.setdefault("runtime", {}).update({**config, "openvino": ov.__version__})
         return OpenVINORunner(compiled, entry / "model.xml", config)
 
-    def profile(self, runner: Any, x: torch.Tensor, entry: Path, meta: dict[str, Any], threads: int,
-                recipe: Recipe, calls: int) -> dict[str, Any] | None:
+    def profile(self, runner: Any, x: torch.Tensor, *, model: nn.Module, entry: Path, meta: dict[str, Any],
+                threads: int, recipe: Recipe, calls: int) -> dict[str, Any] | None:
         import openvino as ov
 
         if not isinstance(runner, OpenVINORunner):

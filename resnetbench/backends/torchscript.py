@@ -51,8 +51,8 @@ class TorchScriptBackend(TorchModuleBackend):
     def recipes(self, case: Case) -> tuple[Recipe, ...]:
         return RECIPES if case.dtype in ("fp32", "bf16") else RECIPES[:1]
 
-    def profile(self, runner: Any, x: torch.Tensor, entry: Path, meta: dict[str, Any], threads: int,
-                recipe: Recipe, calls: int) -> dict[str, Any] | None:
+    def profile(self, runner: Any, x: torch.Tensor, *, model: nn.Module, entry: Path, meta: dict[str, Any],
+                threads: int, recipe: Recipe, calls: int) -> dict[str, Any] | None:
         native = runner.prepare(x)
         return profile_torch_ops(lambda: runner.run(native), meta.get("op_units") or [], calls)
 

@@ -478,6 +478,11 @@ def _compare_case(
             if where_slower is not None:
                 record["blame"] = where_slower
                 text += f"; where: {format_blame(where_slower)}"
+        recipes = (lookup(b, "latency", "runtime", "recipe"), lookup(c, "latency", "runtime", "recipe"))
+        if None not in recipes and recipes[0] != recipes[1]:
+            # Tuning (tuning.py) chose another way to run the same artifact: a likely cause.
+            record["recipe_change"] = list(recipes)
+            text += f"; recipe changed {recipes[0]} -> {recipes[1]} (artifact.tuning says why)"
         found[lat["decision"]].append(text)
     elif (sb is None) != (sc is None) and "skipped" not in (ob, oc) and not unstable:
         found["inconclusive"].append(f"no latency samples in {'current' if sc is None else 'baseline'}")

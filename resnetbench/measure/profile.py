@@ -24,6 +24,11 @@ so that two runs, and two backends, name the same places.
   sequence by kind (``difflib``), which also carries the names through
   ``optimize_for_inference``, whose prepacked convolutions the profiler does not see (the
   time between two operators goes to the first: it is the work it started).
+- compile (AOTInductor): the timed package has no instrumentation and ``torch.profiler``
+  sees only its allocations, so a second package of the same exported program is compiled
+  with inductor's ``cpp.enable_kernel_profile`` (a separate pass, its compile counted in the
+  cost); its kernels and oneDNN calls are named by aligning them with the program's
+  operators, whose module paths ``torch.export`` records.
 
 ``blame`` subtracts the base profile from the head profile unit by unit and ranks the
 units by the time they added, each with its share of the total added time.
@@ -212,7 +217,8 @@ def profile_openvino(compiled: Any, native: Any, scopes: dict[str, str], calls: 
 
     ``compiled`` must have been compiled with ``PERF_COUNT: True`` (a compiled model of its
     own: the counters cost time). ``scopes`` maps ONNX node names to module paths
-    (``onnx_node_scopes`` of the model the IR was converted from).
+    (``onnx_node_scopes`` of the model the IR was converted from). The total per call is
+    the sum of the executed nodes' times.
     """
     start_cost = time.perf_counter()
     by_length = sorted(scopes, key=len, reverse=True)
@@ -229,9 +235,7 @@ def profile_openvino(compiled: Any, native: Any, scopes: dict[str, str], calls: 
     per_call: dict[str, list[float]] = defaultdict(list)
     totals = []
     for _ in range(calls):
-        t0 = time.perf_counter()
         request.infer({0: native}, share_inputs=True)
-        totals.append((time.perf_counter() - t0) * 1e3)
         spent: dict[str, float] = defaultdict(float)
         for counter in request.profiling_info:
             if counter.status != counter.Status.EXECUTED:
@@ -241,6 +245,9 @@ def profile_openvino(compiled: Any, native: Any, scopes: dict[str, str], calls: 
             spent[UNATTRIBUTED if scope is None else unit_of(scope)] += counter.real_time.total_seconds() * 1e3
         if not spent:
             raise ValueError("OpenVINO returned no executed performance counters (was PERF_COUNT set?)")
+        # The total is the nodes' time: the call's wall time around it adds the Python call and
+        # the plugin's scheduling, which vary by more than a small block's share.
+        totals.append(sum(spent.values()))
         for name, ms in spent.items():
             per_call[name].append(ms)
     return _summary(per_call, totals, "openvino performance counters (PERF_COUNT)", calls,
@@ -264,13 +271,28 @@ def torchscript_op_units(graph: Any) -> list[list[str]]:
             if not node.kind().startswith("prim::")]
 
 
+def exported_op_units(program: Any) -> list[list[str]]:
+    """[operator kind, module path] for each operator of a ``torch.export`` program, in order
+    (the module path from the ``nn_module_stack`` the export records on each node)."""
+    units = []
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        units.append([f"aten::{getattr(node.target, '_opname', node.target)}", stack[-1][0] if stack else ""])
+    return units
+
+
 def _op_class(kind: str) -> str:
-    """What an operator does, for aligning a recorded graph with what ran: ``aten::relu_`` -> ``relu``."""
+    """What an operator does, for aligning a recorded graph with what ran: ``aten::relu_`` -> ``relu``,
+    ``aoti_torch_cpu_mkldnn__convolution_pointwise`` -> ``conv``."""
     name = kind.rsplit("::", 1)[-1].rstrip("_").lower()
     if "conv" in name:
         return "conv"
-    if name in ("linear", "addmm", "mm", "matmul"):
+    if "linear" in name or name in ("addmm", "mm", "matmul"):
         return "linear"
+    if "cpp_fused" in name:  # an inductor kernel: whatever it fused, it is none of the above
+        return "fused"
     return name
 
 

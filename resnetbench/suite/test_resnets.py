@@ -297,8 +297,9 @@ def _profile(case: Any, built: Any, run_state: Any, x: torch.Tensor) -> dict[str
     name = built.tuning.get("recipe")
     recipe = next((r for r in built.backend.recipes(built.case) if r.name == name), DEFAULT_RECIPE)
     try:
-        profile = built.backend.profile(built.runner, x, built.entry, built.meta, run_state.threads, recipe,
-                                        int(run_state.config.profile["calls"]))
+        profile = built.backend.profile(built.runner, x, model=built.model, entry=built.entry, meta=built.meta,
+                                        threads=run_state.threads, recipe=recipe,
+                                        calls=int(run_state.config.profile["calls"]))
     except Exception as exc:  # a profiler that fails leaves the latency figure intact, with the reason
         return {"units": [], "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
     if profile is None:
