@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from resnetbench.backends.base import DEFAULT_RECIPE
-from resnetbench.backends.compile import CompileBackend
+from resnetbench.backends.compile import CompileBackend, profiling_package
 from resnetbench.backends.eager import EagerRunner
 from resnetbench.compare.rules import compare_results
 from resnetbench.matrix import Case
@@ -61,6 +61,7 @@ def tiny(num_classes=1000, slow_at=None, extra=None):
     return model
 '''
 BLOCKS = ["layer1.0", "layer2.0", "layer3.0", "layer4.0"]
+CALLS = 30  # profiled calls per profile: 15 let host noise on this VM decide 1 trial in 10
 
 
 def test_unit_names() -> None:
@@ -153,20 +154,20 @@ def _profilers(x: torch.Tensor, tmp_path: Path) -> dict[str, Callable[[torch.nn.
 
     def eager(model: torch.nn.Module, tag: str) -> dict[str, Any]:
         with torch.inference_mode():
-            return profile_torch_module(model, lambda: model(x), calls=15)
+            return profile_torch_module(model, lambda: model(x), calls=CALLS)
 
     def onnxruntime(model: torch.nn.Module, tag: str) -> dict[str, Any]:
         path = _export(model, x, tmp_path / f"{tag}.onnx")
         name = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
         feed = {name: np.ascontiguousarray(x.numpy())}
-        return profile_onnxruntime(path, session_options(2), feed, ["CPUExecutionProvider"], calls=15)
+        return profile_onnxruntime(path, session_options(2), feed, ["CPUExecutionProvider"], calls=CALLS)
 
     def openvino(model: torch.nn.Module, tag: str) -> dict[str, Any]:
         path = _export(model, x, tmp_path / f"{tag}-ov.onnx")
         compiled = ov.Core().compile_model(ov.convert_model(str(path)), "CPU", {
             "PERF_COUNT": True, "INFERENCE_NUM_THREADS": 2, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32"})
-        return profile_openvino(compiled, np.ascontiguousarray(x.numpy()), onnx_node_scopes(path), calls=15)
+        return profile_openvino(compiled, np.ascontiguousarray(x.numpy()), onnx_node_scopes(path), calls=CALLS)
 
     def torchscript(model: torch.nn.Module, tag: str, optimize: bool = False) -> dict[str, Any]:
         path = tmp_path / f"{tag}.ts"
@@ -183,15 +184,30 @@ def _profilers(x: torch.Tensor, tmp_path: Path) -> dict[str, Callable[[torch.nn.
             with torch.inference_mode():
                 return loaded(x)
 
-        return profile_torch_ops(call, recorded, calls=15)
+        return profile_torch_ops(call, recorded, calls=CALLS)
+
+    compile_packages: dict[str, Any] = {}
 
     def compile_(model: torch.nn.Module, tag: str) -> dict[str, Any]:
-        # the backend's own path: it compiles a package with per-kernel profiling for the purpose
-        case = Case("tiny", "fp32", "none", "compile", 1)
-        profile = CompileBackend().profile(EagerRunner(None, case, channels_last=False), x, model=model,  # type: ignore[arg-type]
-                                           entry=tmp_path, meta={}, threads=2, recipe=DEFAULT_RECIPE, calls=15)
-        assert profile is not None
-        return profile
+        # the backend's own path (it compiles a package with per-kernel profiling for the
+        # purpose); the base's package is compiled once and profiled again in each trial
+        if tag != "base":
+            case = Case("tiny", "fp32", "none", "compile", 1)
+            profile = CompileBackend().profile(EagerRunner(None, case, channels_last=False), x,  # type: ignore[arg-type]
+                                               model=model, entry=tmp_path, meta={}, threads=2,
+                                               recipe=DEFAULT_RECIPE, calls=CALLS)
+            assert profile is not None
+            return profile
+        if tag not in compile_packages:
+            (tmp_path / tag).mkdir()
+            compile_packages[tag] = profiling_package(model, x, tmp_path / tag)
+        package, op_units = compile_packages[tag]
+
+        def call() -> torch.Tensor:
+            with torch.inference_mode():
+                return package(x)
+
+        return profile_torch_ops(call, op_units, calls=CALLS)
 
     return {"eager": eager, "onnxruntime": onnxruntime, "openvino": openvino, "torchscript": torchscript,
             "torchscript-optimized": lambda model, tag: torchscript(model, tag, optimize=True), "compile": compile_}
@@ -204,7 +220,6 @@ def test_the_injected_block_is_blamed_first_in_nine_of_ten_trials_on_every_profi
     x = torch.randn(1, 3, 64, 64)
     base_model = _tiny(arch_dir, None)
     profilers = _profilers(x, tmp_path)
-    bases = {backend: profile(base_model, "base") for backend, profile in profilers.items()}
     hits = dict.fromkeys(profilers, 0)
     rng = random.Random(0)
     costs: dict[str, list[float]] = {backend: [] for backend in profilers}
@@ -215,8 +230,7 @@ def test_the_injected_block_is_blamed_first_in_nine_of_ten_trials_on_every_profi
         slow.load_state_dict(base_model.state_dict())
         for backend, profile in profilers.items():
             # base and head profiled back to back, as close in the machine's state as two runs get
-            # (compile's base is kept: each of its profiles compiles a package)
-            base = bases[backend] if backend == "compile" else profile(base_model, "base")
+            base = profile(base_model, "base")
             head = profile(slow, f"slow{trial}")
             result = blame(base, head)
             costs[backend].append(head["cost_s"])

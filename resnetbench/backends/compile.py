@@ -30,6 +30,17 @@ from resnetbench.measure.profile import exported_op_units, profile_torch_ops
 PACKAGE = "compiled.pt2"
 
 
+def profiling_package(model: nn.Module, native: torch.Tensor, directory: Path) -> tuple[Any, list[list[str]]]:
+    """The model compiled as the backend compiles it, plus inductor's per-kernel profiling
+    (``cpp.enable_kernel_profile``), loaded; and its program's operators with their module paths."""
+    with torch.inference_mode():
+        program = torch.export.export(model.eval(), (native,))
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=str(directory / PACKAGE),
+            inductor_configs={"freezing": True, "cpp.enable_kernel_profile": True})
+        return torch._inductor.aoti_load_package(str(directory / PACKAGE)), exported_op_units(program)
+
+
 class CompileBackend(TorchModuleBackend):
     name = "compile"
     dtypes = frozenset({"fp32", "fp16", "bf16"})
@@ -58,14 +69,9 @@ class CompileBackend(TorchModuleBackend):
         # The timed package runs uninstrumented code that torch.profiler cannot see into: a package
         # of its own, compiled with per-kernel profiling, is profiled instead (measure/profile.py).
         native = runner.prepare(x)
-        with Timer() as t, torch.inference_mode(), tempfile.TemporaryDirectory(prefix="resnetbench-profile-") as tmp:
-            program = torch.export.export(model.eval(), (native,))
-            torch._inductor.aoti_compile_and_package(
-                program, package_path=str(Path(tmp) / PACKAGE),
-                inductor_configs={"freezing": True, "cpp.enable_kernel_profile": True})
-            profiled = torch._inductor.aoti_load_package(str(Path(tmp) / PACKAGE))
-        profile = profile_torch_ops(lambda: EagerRunner(profiled, runner.case, False).run(native),
-                                    exported_op_units(program), calls)
+        with Timer() as t, tempfile.TemporaryDirectory(prefix="resnetbench-profile-") as tmp:
+            profiled, op_units = profiling_package(model, native, Path(tmp))
+        profile = profile_torch_ops(lambda: EagerRunner(profiled, runner.case, False).run(native), op_units, calls)
         profile["profiler"] += " (a package compiled with cpp.enable_kernel_profile)"
         profile["compile_s"] = round(t.seconds, 3)
         profile["cost_s"] = round(profile["cost_s"] + t.seconds, 3)
