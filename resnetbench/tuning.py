@@ -102,9 +102,13 @@ def time_recipes(
             continue
         finally:
             trial.load_s = time.perf_counter() - start
+        if not torch.isfinite(out).all():
+            # Checked first and by itself: NaN compares false with every tolerance.
+            trial.rejected = f"{int((~torch.isfinite(out)).sum())} non-finite outputs (NaN/Inf) on the sample"
+            continue
         if reference is None:
             reference = out
-        elif (err := rel_l2(out, reference)) > tolerance:
+        elif not (err := rel_l2(out, reference)) <= tolerance:
             trial.rejected = (f"outputs differ from {next(iter(loaded))!r}'s: relative L2 {err:.2e} > {tolerance:g}")
             continue
         loaded[recipe.name] = (runner, native)

@@ -17,6 +17,7 @@ from resnetbench.cache import ArtifactCache
 FAST = Recipe("fast", {"delay": 0.0})
 SLOW = Recipe("slow", {"delay": 0.004})
 WRONG = Recipe("wrong", {"delay": 0.0, "scale": 1.5})
+NAN = Recipe("nan", {"delay": 0.0, "scale": float("nan")})
 
 
 class SleepyRunner:
@@ -121,6 +122,14 @@ def test_a_recipe_with_other_outputs_is_never_chosen(cache: ArtifactCache) -> No
     assert "outputs differ from 'slow'" in record["trials"]["wrong"]["rejected"]
 
 
+@pytest.mark.parametrize("order", [(SLOW, NAN), (NAN, SLOW)], ids=["nan-second", "nan-default"])
+def test_a_recipe_with_non_finite_outputs_is_never_chosen(order: tuple[Recipe, Recipe], cache: ArtifactCache) -> None:
+    # Found live: to_mkldnn of a bf16 model gave NaN logits, and NaN > tolerance is False.
+    _, record = choose(order, cache, Loader())
+    assert record["recipe"] == "slow"
+    assert "non-finite outputs (NaN/Inf)" in record["trials"]["nan"]["rejected"]
+
+
 def test_a_recipe_that_fails_to_load_is_skipped_with_its_reason(cache: ArtifactCache) -> None:
     class Failing(Loader):
         def __call__(self, recipe: Recipe, private: bool) -> SleepyRunner:
@@ -141,3 +150,15 @@ def test_tuning_loads_private_copies_and_stays_in_budget(cache: ArtifactCache) -
     # The budget cuts repetitions, never below two alternating ones.
     assert time.perf_counter() - start < 5
     assert len(loader.runners) == 2
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_every_eager_recipe_computes_the_model(dtype: str, tmp_path: Path) -> None:
+    # bf16 through to_mkldnn returned NaN until the conversion started from fp32 (eager.py).
+    from resnetbench.build import build_default
+
+    cache = ArtifactCache(tmp_path / "cache", key=b"k" * 32)
+    built = build_default("resnet18", "eager", 1, 32, cache, 1, "<test>", dtype=dtype)
+    trials = built.tuning["trials"]
+    assert set(trials) == {"channels_last", "contiguous", "mkldnn"}
+    assert not {name: t["rejected"] for name, t in trials.items() if "rejected" in t}

@@ -118,7 +118,10 @@ class EagerBackend(TorchModuleBackend):
         if layout == "mkldnn":
             from torch.utils import mkldnn as mkldnn_utils
 
-            return MkldnnRunner(mkldnn_utils.to_mkldnn(model, dtype=TORCH_DTYPES[case.dtype]), case, False)
+            # to_mkldnn casts conv and linear weights to ``dtype`` but keeps batch norm's as they come,
+            # and oneDNN's bf16 batch norm reads them as fp32: from a bf16 model it returns NaN.
+            # Converting from fp32 is exact (bf16 -> fp32 -> bf16 round-trips).
+            return MkldnnRunner(mkldnn_utils.to_mkldnn(model.float(), dtype=TORCH_DTYPES[case.dtype]), case, False)
         channels_last = layout == "channels_last"
         model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         return EagerRunner(model, case, channels_last)
