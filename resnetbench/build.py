@@ -102,10 +102,10 @@ def base_model(config: Config, arch: str, cache: ArtifactCache) -> nn.Module:
     ``build_model`` already.
     """
     if config.weights["source"] == "random":
-        return create_model(arch, config.weights, num_classes_for(config.weights), cache.root)
+        return create_model(arch, config.weights, num_classes_for(config.weights), cache)
     key = (arch, weights_id(config.weights), num_classes_for(config.weights), str(cache.root))
     if key not in _BASE_MODELS:
-        _BASE_MODELS[key] = create_model(arch, config.weights, num_classes_for(config.weights), cache.root)
+        _BASE_MODELS[key] = create_model(arch, config.weights, num_classes_for(config.weights), cache)
     return copy.deepcopy(_BASE_MODELS[key])
 
 

@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from resnetbench.cache import default_cache_dir
+from resnetbench.cache import ArtifactCache, default_cache_dir
 from resnetbench.models import WeightsError, build_model
 from resnetbench.train import DEFAULT_SIZE, train_digits
 
@@ -37,7 +37,7 @@ def weights_id(weights: dict[str, Any]) -> str:
 
 
 def create_model(
-    arch: str, weights: dict[str, Any], num_classes: int = 1000, cache_dir: Path | None = None
+    arch: str, weights: dict[str, Any], num_classes: int = 1000, cache: ArtifactCache | None = None
 ) -> nn.Module:
     """The one factory: an eval-mode fp32 model with the requested weights."""
     source = weights["source"]
@@ -55,7 +55,7 @@ def create_model(
             raise WeightsError(f"weights file {path} does not fit {arch}: {first[:300]}") from None
         return model
     if source == "train":
-        return trained_model(arch, weights, cache_dir)
+        return trained_model(arch, weights, cache)
     raise WeightsError(f"unknown weights source {source!r}")
 
 
@@ -119,19 +119,23 @@ def num_classes_for(weights: dict[str, Any]) -> int:
     return int(weights.get("num_classes", 1000))
 
 
-def trained_model(arch: str, weights: dict[str, Any], cache_dir: Path | None = None) -> nn.Module:
-    """The cached digits-trained model for a ``{source: train}`` weights spec."""
-    cache_dir = Path(cache_dir or default_cache_dir())
-    path = cache_dir / "weights" / f"{arch}-{weights_id(weights)}.pt"
-    model = build_model(arch, num_classes=10, seed=weights.get("seed", 0))
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval()
-    model, info = train_digits(arch, epochs=weights.get("epochs", 8), seed=weights.get("seed", 0),
-                               size=weights.get("size", DEFAULT_SIZE))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(info))
-    return model
+def trained_model(arch: str, weights: dict[str, Any], cache: ArtifactCache | None = None) -> nn.Module:
+    """The digits-trained model for a ``{source: train}`` weights spec, trained once per cache.
+
+    An entry of the artifact cache (``weights/``) like every artifact, so its signed manifest
+    guards it: a changed or truncated file is retrained, never loaded.
+    """
+    cache = cache or ArtifactCache(default_cache_dir())
+    seed = weights.get("seed", 0)
+
+    def train(out: Path) -> dict[str, Any]:
+        model, info = train_digits(arch, epochs=weights.get("epochs", 8), seed=seed,
+                                   size=weights.get("size", DEFAULT_SIZE))
+        torch.save(model.state_dict(), out / "model.pt")
+        return {"files": ["model.pt"], "training": info}
+
+    name = f"{arch}-{weights_id(weights)}"
+    entry, _ = cache.get_or_build("weights", name, {"arch": arch, "weights": weights_id(weights)}, train)
+    model = build_model(arch, num_classes=10, seed=seed)
+    model.load_state_dict(torch.load(entry / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()

@@ -309,6 +309,26 @@ def test_a_truncated_artifact_is_rebuilt_with_a_note_naming_the_file(tmp_path: P
     assert torch.equal(_logits(again, x), expected)
 
 
+def test_trained_weights_are_a_signed_entry_and_a_changed_file_is_retrained(tmp_path: Path) -> None:
+    # They were plain files beside the entries: a changed file was loaded as it was.
+    from resnetbench.weights import trained_model
+
+    cache = ArtifactCache(tmp_path / "cache", key=KEY)
+    spec = {"source": "train", "dataset": "digits", "epochs": 1, "seed": 0, "size": 16}
+    x = torch.randn(2, 3, 16, 16)
+    with torch.inference_mode():
+        expected = trained_model("resnet18", spec, cache)(x)
+    (entry,) = (tmp_path / "cache" / "weights").iterdir()
+    assert (entry / "manifest.json").is_file()
+    state = torch.load(entry / "model.pt", weights_only=True)
+    torch.save({k: v.zero_() if v.is_floating_point() else v for k, v in state.items()}, entry / "model.pt")
+    with pytest.warns(CacheIntegrityWarning, match=r"weights/resnet18-trained-\S+ rebuilt, not loaded: model\.pt"):
+        again = trained_model("resnet18", spec, cache)
+    with torch.inference_mode():
+        assert torch.equal(again(x), expected)  # retrained from the seed, not the zeroed file
+    assert cache.misses == 2
+
+
 @pytest.mark.parametrize("signed_with", [None, b"not the key"])
 def test_tampered_onnx_weights_with_a_rewritten_manifest_are_rebuilt(tmp_path: Path, signed_with: bytes | None) -> None:
     from resnetbench.build import build_default
