@@ -316,8 +316,9 @@ def test_trained_weights_are_a_signed_entry_and_a_changed_file_is_retrained(tmp_
     cache = ArtifactCache(tmp_path / "cache", key=KEY)
     spec = {"source": "train", "dataset": "digits", "epochs": 1, "seed": 0, "size": 16}
     x = torch.randn(2, 3, 16, 16)
+    first = trained_model("resnet18", spec, cache)
     with torch.inference_mode():
-        expected = trained_model("resnet18", spec, cache)(x)
+        expected = first(x)
     (entry,) = (tmp_path / "cache" / "weights").iterdir()
     assert (entry / "manifest.json").is_file()
     state = torch.load(entry / "model.pt", weights_only=True)

@@ -55,13 +55,13 @@ def test_a_run_whose_timing_stayed_unstable_is_run_again_and_still_unstable_stay
 
 def test_table_names_every_miss_with_its_reason():
     result = {"rows": [
-        {"kind": "latency +10%", "case": "a", "expected": "regressed", "decision": "unstable", "red": True,
+        {"kind": "latency +15%", "case": "a", "expected": "regressed", "decision": "unstable", "red": True,
          "ok": False, "reason": "latency unstable in current"},
         {"kind": "A/A", "case": "b", "expected": "green", "decision": "unchanged", "red": False, "ok": True,
          "reason": ""},
     ], "aa_gate_passed": True, "collateral": [], "reruns": []}
     table = mutations.format_table(result)
-    assert "NO: latency +10% on a: latency unstable in current" in table
+    assert "NO: latency +15% on a: latency unstable in current" in table
     assert "damages caught (the expected decision): 0/1" in table
 
 

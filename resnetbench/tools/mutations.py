@@ -11,7 +11,7 @@ times through ``pytest --matrix`` and the gate (``compare.compare_results``):
    artifact cache so that nothing built for the baseline hides a damage.
 
 Each damage is what a pull request could really do, applied to that case only (never to
-the latency reference): calls 10% and 20% slower (each call waits that fraction of its
+the latency reference): calls 15% and 20% slower (each call waits that fraction of its
 own duration, as ``gate-check`` injects it), an artifact 5% larger (an extra file the
 backend ships), weights noised, static int8 calibrated on one image, a runner whose
 output ignores its input, a runner that raises, a case removed from the matrix, a case
@@ -59,7 +59,10 @@ class Damage:
 
 
 DAMAGES = (
-    Damage("latency +10%", "resnet18-fp32-none-onnxruntime-b1", "each call waits 10% of its own time", "regressed"),
+    # +15%, not +10%: a slowdown exactly at the 10% threshold is caught ~97% of the time (gate-check,
+    # README), so a catalogue that demands every catch would fail on the misses gate-check counts
+    # (one CI-like run read +10% as 1.08x, CI 1.07-1.09: "within the threshold").
+    Damage("latency +15%", "resnet18-fp32-none-onnxruntime-b1", "each call waits 15% of its own time", "regressed"),
     Damage("latency +20%", "resnet34-fp32-none-onnxruntime-b1", "each call waits 20% of its own time", "regressed"),
     Damage("artifact +5%", "resnet18-bf16-none-eager-b1", "the export ships an extra file of 5% of the artifact",
            "failed"),
@@ -211,8 +214,8 @@ def pytest_configure(config: Any) -> None:
         built = build_case(cfg, case, cache, threads, **kwargs)
         if str(cfg.path) == REFERENCE_ORIGIN:
             return built  # the latency reference is never damaged
-        if case.id == case_of.get("latency +10%"):
-            built.runner = SlowedRunner(built.runner, 0.10, wait_for(case.backend))
+        if case.id == case_of.get("latency +15%"):
+            built.runner = SlowedRunner(built.runner, 0.15, wait_for(case.backend))
         elif case.id == case_of.get("latency +20%"):
             built.runner = SlowedRunner(built.runner, 0.20, wait_for(case.backend))
         elif case.id == case_of.get("weights noised"):
