@@ -72,7 +72,9 @@ def test_memory_and_cold_start_are_measured_and_gated(pytester: Any, run_matrix:
         # what stays resident after loading grew by the 200 MB; the peak by less when loading
         # itself peaked higher than the resident set (a state_dict and its module side by side)
         grown = (by_id(damaged)[case_id]["deployment"]["resident_mb"] - by_id(base)[case_id]["deployment"]["resident_mb"])
-        assert 190 < grown < 215, grown
+        # ±15 MB: ONNX Runtime's resident set after loading ResNet-18 is bimodal between processes
+        # (91.9 or 103.1 MB in one run's three), so the medians of 3 runs can differ by 11 MB
+        assert 185 < grown < 215, grown
         assert 100 < load["current"] - load["baseline"] <= grown + 5, load
     # the damage is at load: what the first inference needs on top did not change
     assert all(_checks(r)["inference_peak_mb"]["status"] == "ok" for r in records)
