@@ -37,6 +37,11 @@ def _case(records: list[dict[str, Any]], case_id: str) -> dict[str, Any]:
     return next(r for r in records if r["id"] == case_id)
 
 
+def _spread(deployment: dict[str, Any], key: str) -> float:
+    values = [sample[key] for sample in deployment["samples"]]
+    return max(values) - min(values)
+
+
 def _checks(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in record["checks"]}
 
@@ -71,10 +76,12 @@ def test_memory_and_cold_start_are_measured_and_gated(pytester: Any, run_matrix:
         assert "every run above every baseline run" in record["reason"]
         # what stays resident after loading grew by the 200 MB; the peak by less when loading
         # itself peaked higher than the resident set (a state_dict and its module side by side)
-        grown = (by_id(damaged)[case_id]["deployment"]["resident_mb"] - by_id(base)[case_id]["deployment"]["resident_mb"])
-        # ±15 MB: ONNX Runtime's resident set after loading ResNet-18 is bimodal between processes
-        # (91.9 or 103.1 MB in one run's three), so the medians of 3 runs can differ by 11 MB
-        assert 185 < grown < 215, grown
+        before, after = by_id(base)[case_id]["deployment"], by_id(damaged)[case_id]["deployment"]
+        grown = after["resident_mb"] - before["resident_mb"]
+        # The medians of 3 processes move with the spread between processes: ONNX Runtime's resident
+        # set after loading ResNet-18 took 91.9, 100.1 or 103.1 MB (eager's: within 0.1 MB).
+        spread = max(_spread(before, "resident_mb"), _spread(after, "resident_mb"))
+        assert 190 - spread < grown < 215 + spread, (grown, spread)
         assert 100 < load["current"] - load["baseline"] <= grown + 5, load
     # the damage is at load: what the first inference needs on top did not change
     assert all(_checks(r)["inference_peak_mb"]["status"] == "ok" for r in records)
