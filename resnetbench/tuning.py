@@ -83,12 +83,16 @@ def time_recipes(
 
     The first recipe that loads is the parity reference (normally the default). A recipe
     that fails to load or computes different outputs is recorded with the reason and
-    never chosen. Raises the first load error when no recipe loads.
+    never chosen. Raises the first load error when no recipe loads. When recipes load but
+    none passes its checks (every one returns NaN/Inf: random deep weights overflow fp16),
+    nothing is timed and the first that ran is returned: the case runs it, and its accuracy
+    test fails with the reason, instead of every test of the case erroring here.
     """
     trials: dict[str, Trial] = {}
     loaded: dict[str, tuple[Runner, Any]] = {}
     reference: torch.Tensor | None = None
     first_error: BaseException | None = None
+    ran: list[str] = []  # recipes that loaded and returned outputs, whatever the outputs
     tolerance = PARITY_REL_L2.get(dtype, 5e-2)
     for recipe in recipes:
         trial = trials[recipe.name] = Trial()
@@ -103,6 +107,7 @@ def time_recipes(
             continue
         finally:
             trial.load_s = time.perf_counter() - start
+        ran.append(recipe.name)
         if not torch.isfinite(out).all():
             # Checked first and by itself: NaN compares false with every tolerance.
             trial.rejected = f"{int((~torch.isfinite(out)).sum())} non-finite outputs (NaN/Inf) on the sample"
@@ -114,8 +119,10 @@ def time_recipes(
             continue
         loaded[recipe.name] = (runner, native)
     if not loaded:
-        assert first_error is not None
-        raise first_error
+        if not ran:
+            assert first_error is not None  # every recipe failed to load: that error is the case's
+            raise first_error
+        return ran[0], trials, {}, 0.0
     start = time.perf_counter()
     with timing_lock():
         _time_blocks(loaded, trials, budget_s)
@@ -207,7 +214,8 @@ def choose(
     def build(out: Any) -> dict[str, Any]:
         start = time.perf_counter()
         chosen, trials, runners, timing_s = time_recipes(recipes, load, sample, dtype, budget, timing_lock)
-        kept[chosen] = runners[chosen]
+        if chosen in runners:  # absent when no recipe passed: the choice is loaded below
+            kept[chosen] = runners[chosen]
         return {"files": [], "chosen": chosen, "trials": {n: t.to_dict() for n, t in trials.items()},
                 "cost_s": round(time.perf_counter() - start, 3), "timing_s": round(timing_s, 3)}
 
@@ -216,7 +224,11 @@ def choose(
     if chosen not in by_name:  # a cached choice the backend no longer offers cannot happen: recipes are in the key
         raise TuningError(f"cached tuning for {case_id} chose {chosen!r}, which {backend_name} does not offer")
     timed = [name for name, trial in meta["trials"].items() if "median_ms" in trial]
-    if len(timed) == 1:
+    if not timed:
+        reasons = "; ".join(f"{name}: {trial['rejected']}" for name, trial in meta["trials"].items())
+        how = (f"no recipe passed its checks ({reasons}): {chosen!r} runs untimed, and the case's accuracy test "
+               "says why")
+    elif len(timed) == 1:
         how = "the only recipe that loaded and computed the default's outputs"
     elif chosen == names[0]:
         how = f"the default: no other recipe was faster by more than {KEEP_DEFAULT_WITHIN:.0%}"

@@ -130,6 +130,27 @@ def test_a_recipe_with_non_finite_outputs_is_never_chosen(order: tuple[Recipe, R
     assert "non-finite outputs (NaN/Inf)" in record["trials"]["nan"]["rejected"]
 
 
+def test_when_no_recipe_passes_the_first_that_ran_is_loaded_untimed(cache: ArtifactCache) -> None:
+    # Found live: random ResNet-101 weights overflow fp16 on every ONNX Runtime recipe; tuning
+    # died on a bare AssertionError and took the case's size test with it.
+    nan_too = Recipe("nan-too", {"delay": 0.0, "scale": float("inf")})
+    loader = Loader()
+    runner, record = choose((NAN, nan_too), cache, loader)
+    assert record["recipe"] == "nan"
+    assert "no recipe passed its checks" in record["how"] and "non-finite outputs" in record["how"]
+    assert not any("median_ms" in t for t in record["trials"].values())  # nothing was timed
+    assert not torch.isfinite(runner.run(runner.prepare(SAMPLE))).all()  # the accuracy test sees the NaN
+
+
+def test_when_no_recipe_loads_the_load_error_is_the_cases(cache: ArtifactCache) -> None:
+    class Failing(Loader):
+        def __call__(self, recipe: Recipe, private: bool) -> SleepyRunner:
+            raise RuntimeError(f"no kernel for {recipe.name}")
+
+    with pytest.raises(RuntimeError, match="no kernel for slow"):
+        choose((SLOW, FAST), cache, Failing())
+
+
 def test_a_recipe_that_fails_to_load_is_skipped_with_its_reason(cache: ArtifactCache) -> None:
     class Failing(Loader):
         def __call__(self, recipe: Recipe, private: bool) -> SleepyRunner:
