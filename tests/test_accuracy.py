@@ -187,11 +187,37 @@ def test_decisive_flips_fail_when_the_data_show_agreement_below_the_tolerance():
     assert "5/7 decisive inputs agree" in result["message"]
 
 
-def test_agreement_that_could_not_fail_is_undecidable():
+def test_agreement_that_could_not_fail_alone_is_undecidable():
     ref = logits(n=2)
     result = evaluate(ref.clone(), ref, {"top1_agreement": 0.5})
     assert result["verdict"] == "undecidable"
+    assert result["checks"][0]["status"] == "not-used"
     assert "2 decisive inputs cannot show agreement below 0.5" in result["message"]
+    assert "more inputs" in result["message"]  # says what would make it decidable
+
+
+def all_near_ties(n: int = 8) -> torch.Tensor:
+    """Inputs that vary, each with a runner-up within bf16 rounding of its top-1 (a random ResNet at 112 px)."""
+    ref = logits(n=n)
+    top = ref.argmax(1)
+    runner_up = (top + 1) % ref.shape[1]
+    ref[torch.arange(n), runner_up] = ref[torch.arange(n), top] - 0.02  # < 2 x 0.016 x max|logit|
+    return ref
+
+
+def test_all_near_ties_leave_top1_unused_and_the_output_checks_decide():
+    # Found live: ci-local with base = head failed bf16 cases on both sides, "every input is a
+    # near-tie", while centred cosine read 0.997 against 0.85.
+    ref = all_near_ties()
+    tolerances = {"top1_agreement": 0.99, "centered_cosine": 0.85}
+    honest = evaluate(ref + 1e-4 * torch.randn_like(ref), ref, tolerances, dtype="bf16")
+    assert honest["agreement"]["decisive"] == 0
+    assert [c["status"] for c in honest["checks"]] == ["not-used", "passed"]
+    assert honest["verdict"] == "passed"
+    constant = evaluate(ref[:1].expand_as(ref).clone(), ref, tolerances, dtype="bf16")
+    assert constant["verdict"] == "failed"  # an input-ignoring runner still fails on the output checks
+    alone = evaluate(ref.clone(), ref, {"top1_agreement": 0.99}, dtype="bf16")
+    assert alone["verdict"] == "undecidable" and "near-tie" in alone["message"]
 
 
 def test_clopper_pearson_upper_bound():

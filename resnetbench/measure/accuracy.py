@@ -32,7 +32,8 @@ top-2) exceeds ``2 * EXPECTED_REL_ERROR[dtype] * max|ref logit|`` (both logits m
 by that much), and the check fails only when the one-sided 95% Clopper-Pearson upper
 bound of the agreement on those inputs is below the tolerance: the data must show that
 agreement is below it. A check that could not fail even if every counted input
-disagreed is ``undecidable``. A reference that predicts one class for every input makes
+disagreed, or has no decisive input at all, carries no information and is ``not-used``
+(the other checks decide; with none left the verdict is ``undecidable``). A reference that predicts one class for every input makes
 agreement meaningless altogether (``not-used``, the centred metrics decide).
 
 Task level (labelled data): top-1/top-5 with Wilson 95% intervals and the drop against
@@ -233,10 +234,14 @@ def _check(metric: str, limit: float, values: dict[str, Any], task: dict[str, An
     if metric in AGREEMENT_METRICS and degenerate:
         return Check(metric, value, op, limit, "not-used", degenerate)
     if metric == "top1_agreement":
+        # Top-1 that could not fail on these inputs carries no information: not used, like agreement
+        # on a degenerate reference, so the output-level checks decide (and if none applies, the
+        # verdict is undecidable because nothing passed).
         if not agree["decisive"]:
-            return Check(metric, None, op, limit, "undecidable", "every input is a near-tie for this dtype")
+            return Check(metric, None, op, limit, "not-used",
+                         "every input is a near-tie for this dtype: top-1 carries no information here")
         if agree["upper_if_none_agree"] >= limit:
-            return Check(metric, agree["value"], op, limit, "undecidable",
+            return Check(metric, agree["value"], op, limit, "not-used",
                          f"{agree['decisive']} decisive inputs cannot show agreement below {limit:g}")
         ok = agree["upper"] >= limit
         return Check(metric, agree["value"], op, limit, "passed" if ok else "failed",
@@ -291,7 +296,8 @@ def failure_message(checks: list[Check], out: torch.Tensor, ref: torch.Tensor, v
     """Why the verdict is not ``passed``: the failing metrics and the samples that disagreed, or why nothing decides."""
     if verdict == "undecidable":
         reasons = "; ".join(f"{c.metric}: {c.why}" for c in checks if c.status in ("undecidable", "not-used"))
-        return f"undecidable: {reasons or 'no tolerances set'}"
+        return (f"undecidable: {reasons or 'no tolerances set'} (decidable with more inputs, dataset.samples, or "
+                "trained weights, whose outputs vary across inputs; or a tolerance on a metric that applies)")
     lines = [f"{c.metric} = {c.value:.6g}, tolerance {c.op} {c.limit:g}" + (f" ({c.why})" if c.why else "")
              for c in checks if c.status == "failed" and c.value is not None]
     skipped = [f"{c.metric} not used ({c.why})" for c in checks if c.status in ("undecidable", "not-used")]
