@@ -55,10 +55,20 @@ CONV_FLOPS = 2 * CONV_CHANNELS * CONV_CHANNELS * 9 * CONV_HW * CONV_HW
 AMX_BF16_FLOPS_PER_CYCLE = 1024.0
 AMX_INT8_OPS_PER_CYCLE = 2048.0
 
-# The clock loop: ADDS dependent ``add rdx, 1`` per iteration. Integer add has a latency of one
-# cycle on every x86-64 core, so a chain of them runs at exactly one per cycle whatever the
-# core's width, and one iteration costs ADDS cycles (the loop counter is a separate, parallel
-# dependency chain that hides under the adds).
+# The clock loop: CLOCK_ADDS dependent ``add rdx, rcx`` (rcx = 1) per iteration. A register-
+# register add has a latency of one cycle on every x86-64 core, so a chain of them runs at
+# exactly one per cycle whatever the core's width, and one iteration costs CLOCK_ADDS cycles (the
+# loop counter is a separate, parallel dependency chain that hides under the adds).
+# ``add rdx, 1`` (add-immediate) was used first and dropped: recent Intel cores (Golden Cove /
+# Sapphire Rapids) fold chains of add-immediate in the renamer, so more than one retires per
+# cycle, and the probe read 7.57 to 17 GHz on a Sapphire Rapids Xeon.
+# As a cross-check the same loop runs a chain of ``imul rdx, rdx`` (3 cycles each on Intel
+# since Nehalem and on AMD Zen); if the two imply clocks more than CLOCK_AGREEMENT apart,
+# neither is trusted and the roof falls back to /proc/cpuinfo.
+ADD_RDX_RCX = bytes.fromhex("4801ca")
+IMUL_RDX_RDX = bytes.fromhex("480fafd2")
+IMUL_CYCLES = 3
+CLOCK_AGREEMENT = 0.25
 CLOCK_ADDS = 100
 CLOCK_RUN_S = 0.1
 CLOCK_RUNS = 5
@@ -149,24 +159,26 @@ def _float(value: str | None) -> float | None:
 # --------------------------------------------------------------------------- clock
 
 
-def clock_loop_code(adds: int = CLOCK_ADDS) -> bytes:
+def clock_loop_code(adds: int = CLOCK_ADDS, instruction: bytes = ADD_RDX_RCX) -> bytes:
     """x86-64 System V machine code for ``void loop(uint64_t iterations)``.
 
     ::
 
         mov  rax, rdi          48 89 f8
+        mov  ecx, 1            b9 01 00 00 00   (zero-extends: rcx = 1)
       top:
-        add  rdx, 1            48 83 c2 01      (x adds, one dependent chain)
+        add  rdx, rcx          48 01 ca         (x adds, one dependent chain)
         dec  rax               48 ff c8
         jnz  top               0f 85 <rel32>    rel32 counts from the end of the jnz
         ret                    c3
 
-    rdx and rax are caller-saved scratch registers, so nothing needs saving.
+    ``instruction=IMUL_RDX_RDX`` puts ``imul rdx, rdx`` (48 0f af d2) in place of the adds.
+    rax, rcx and rdx are caller-saved scratch registers, so nothing needs saving.
     """
-    loop = bytes.fromhex("4883c201") * adds + bytes.fromhex("48ffc8")
+    loop = instruction * adds + bytes.fromhex("48ffc8")
     jnz_length = 6
     rel32 = -(len(loop) + jnz_length)  # back to ``top`` from the byte after the jnz
-    return bytes.fromhex("4889f8") + loop + b"\x0f\x85" + struct.pack("<i", rel32) + b"\xc3"
+    return bytes.fromhex("4889f8" "b901000000") + loop + b"\x0f\x85" + struct.pack("<i", rel32) + b"\xc3"
 
 
 def _executable_buffer(code: bytes) -> mmap.mmap:
@@ -191,23 +203,53 @@ def _can_run_x86_64_code() -> bool:
 
 
 def measure_clock_ghz() -> dict[str, Any] | None:
-    """The sustained core clock, measured: cycles of a dependent integer-add chain / seconds.
+    """The sustained core clock, measured: cycles of a dependent register-add chain / seconds.
 
     Frequency in ``/proc/cpuinfo`` is the nominal (or TSC) rate; the core boosts above it, and a
     roof computed from it would be low. This runs CLOCK_ADDS dependent adds per iteration for
-    about CLOCK_RUN_S seconds, best of CLOCK_RUNS runs after a warm-up, one thread.
+    about CLOCK_RUN_S seconds, best of CLOCK_RUNS runs after a warm-up, one thread, then the
+    same with a dependent imul chain as a cross-check.
 
     A single thread running integer adds can clock higher than all cores running AVX-512 FMAs,
     so this can overstate the clock a vector kernel sees: that errs on the side of a higher
     roof, which is the side a roof must err on.
 
     Returns ``{"ghz", "method"}``, or None off x86-64 Linux, where executable memory is refused,
-    or where the result is implausible (e.g. the thread was descheduled throughout).
+    where the result is implausible (e.g. the thread was descheduled throughout), or where the
+    add and imul chains disagree by more than CLOCK_AGREEMENT.
     """
     if not _can_run_x86_64_code():
         return None
+    adds = _time_chain(ADD_RDX_RCX)
+    imuls = _time_chain(IMUL_RDX_RDX) if adds is not None else None
+    if adds is None or imuls is None:
+        return None
+    (seconds, iterations), (imul_seconds, imul_iterations) = adds, imuls
+    ghz = iterations * CLOCK_ADDS / seconds / 1e9
+    imul_ghz = imul_iterations * CLOCK_ADDS * IMUL_CYCLES / imul_seconds / 1e9
+    if not 0.2 <= ghz <= 10.0:
+        log.debug("clock loop: implausible %.3f GHz, ignored", ghz)
+        return None
+    if max(ghz, imul_ghz) / min(ghz, imul_ghz) > 1 + CLOCK_AGREEMENT:
+        log.debug("clock loop: add chain %.3f GHz, imul chain %.3f GHz disagree, ignored", ghz, imul_ghz)
+        return None
+    return {
+        "ghz": ghz,
+        "method": (
+            f"a chain of {CLOCK_ADDS} dependent register adds (add rdx, rcx; 1 cycle each) per "
+            f"loop iteration, best of {CLOCK_RUNS} runs of {seconds * 1e3:.0f} ms on one thread; "
+            f"a dependent imul chain ({IMUL_CYCLES} cycles each) read {imul_ghz:.2f} GHz"
+        ),
+    }
+
+
+def _time_chain(instruction: bytes) -> tuple[float, int] | None:
+    """(best seconds, iterations) of ``clock_loop_code(CLOCK_ADDS, instruction)``.
+
+    None where the system refuses executable memory.
+    """
     try:
-        buffer = _executable_buffer(clock_loop_code())
+        buffer = _executable_buffer(clock_loop_code(CLOCK_ADDS, instruction))
     except (OSError, ValueError) as exc:
         log.debug("clock loop: executable mapping refused: %s", exc)
         return None
@@ -215,23 +257,13 @@ def measure_clock_ghz() -> dict[str, Any] | None:
         anchor = ctypes.c_char.from_buffer(buffer)
         try:
             loop = ctypes.CFUNCTYPE(None, ctypes.c_uint64)(ctypes.addressof(anchor))
-            seconds, iterations = _time_clock_loop(loop)
+            timing = _time_clock_loop(loop)
             del loop
         finally:
             del anchor  # the buffer cannot close while a ctypes object exports it
     finally:
         buffer.close()
-    ghz = iterations * CLOCK_ADDS / seconds / 1e9
-    if not 0.2 <= ghz <= 10.0:
-        log.debug("clock loop: implausible %.3f GHz, ignored", ghz)
-        return None
-    return {
-        "ghz": ghz,
-        "method": (
-            f"{CLOCK_ADDS} dependent integer adds per loop iteration (1 cycle each), "
-            f"best of {CLOCK_RUNS} runs of {seconds * 1e3:.0f} ms on one thread"
-        ),
-    }
+    return timing
 
 
 def _time_clock_loop(loop: Callable[[int], None]) -> tuple[float, int]:

@@ -148,17 +148,68 @@ def test_cpu_features_off_linux_falls_back_to_platform(monkeypatch):
 # ---------------------------------------------------------------- clock
 
 
+def _modrm(byte: int) -> tuple[int, int, int]:
+    """(mod, reg, rm) of a ModRM byte; registers numbered rax=0, rcx=1, rdx=2."""
+    return byte >> 6, (byte >> 3) & 7, byte & 7
+
+
 def test_the_clock_loop_encoding():
     code = roof.clock_loop_code(adds=3)
     assert code[:3] == bytes.fromhex("4889f8")  # mov rax, rdi
-    assert code[3:15] == bytes.fromhex("4883c201") * 3  # add rdx, 1
-    assert code[15:18] == bytes.fromhex("48ffc8")  # dec rax
-    assert code[18:20] == bytes.fromhex("0f85")  # jnz rel32
-    (rel32,) = struct.unpack("<i", code[20:24])
-    assert 24 + rel32 == 3  # relative to the end of the jnz, back to the first add
-    assert code[24:] == b"\xc3" and len(code) == 25
+    assert code[3:8] == bytes.fromhex("b901000000")  # mov ecx, 1 (B8+rcx, imm32 = 1)
+    assert code[8:17] == bytes.fromhex("4801ca") * 3  # add rdx, rcx
+    assert code[17:20] == bytes.fromhex("48ffc8")  # dec rax
+    assert code[20:22] == bytes.fromhex("0f85")  # jnz rel32
+    (rel32,) = struct.unpack("<i", code[22:26])
+    assert 26 + rel32 == 8  # relative to the end of the jnz, back to the first add, past mov ecx
+    assert code[26:] == b"\xc3" and len(code) == 27
     full = roof.clock_loop_code()
-    assert full.count(bytes.fromhex("4883c201")) == roof.CLOCK_ADDS
+    assert full.count(roof.ADD_RDX_RCX) == roof.CLOCK_ADDS
+    # 48 01 /r: REX.W ADD r/m64, r64; ModRM ca = register direct, reg rcx, r/m rdx: add rdx, rcx
+    rex, opcode, modrm = roof.ADD_RDX_RCX
+    assert (rex, opcode, _modrm(modrm)) == (0x48, 0x01, (3, 1, 2))
+    # 48 0f af /r: REX.W IMUL r64, r/m64; ModRM d2 = register direct, rdx, rdx: imul rdx, rdx
+    rex, escape, opcode, modrm = roof.IMUL_RDX_RDX
+    assert (rex, escape, opcode, _modrm(modrm)) == (0x48, 0x0F, 0xAF, (3, 2, 2))
+    imul = roof.clock_loop_code(adds=3, instruction=roof.IMUL_RDX_RDX)
+    assert imul[8:20] == roof.IMUL_RDX_RDX * 3 and imul[20:23] == bytes.fromhex("48ffc8")
+
+
+def _loop_body(code: bytes) -> bytes:
+    """The bytes from the jnz's target (``top``) up to the ``dec rax; jnz`` that closes the loop."""
+    (rel32,) = struct.unpack("<i", code[-5:-1])
+    return code[len(code) - 1 + rel32 : -1 - 6 - 3]
+
+
+def test_the_clock_chain_has_no_add_immediate():
+    # Golden Cove / Sapphire Rapids fold chains of ``add reg, imm`` in the renamer (the old
+    # ``add rdx, 1`` loop read 7.57 to 17 GHz there): no REX.W 80/81/83 /0 (ADD r/m64, imm) may
+    # come back in the timed chain.
+    body = _loop_body(roof.clock_loop_code())
+    assert body == roof.ADD_RDX_RCX * roof.CLOCK_ADDS
+    for i in range(len(body) - 2):
+        if body[i] & 0xF0 == 0x40 and body[i + 1] in (0x80, 0x81, 0x83):
+            assert _modrm(body[i + 2])[1] != 0, f"add-with-immediate at byte {i} of the clock loop"
+
+
+def test_a_disagreeing_imul_chain_distrusts_the_clock(monkeypatch):
+    monkeypatch.setattr(roof, "_can_run_x86_64_code", lambda: True)
+    add_seconds = roof.CLOCK_ADDS * 1_000_000 / 3e9  # 3 GHz
+
+    def chain(imul_ghz):
+        imul_seconds = roof.CLOCK_ADDS * 1_000_000 * roof.IMUL_CYCLES / (imul_ghz * 1e9)
+        return lambda instruction: (
+            (add_seconds if instruction == roof.ADD_RDX_RCX else imul_seconds), 1_000_000)
+
+    monkeypatch.setattr(roof, "_time_chain", chain(3.2))
+    measured = roof.measure_clock_ghz()
+    assert measured is not None and measured["ghz"] == pytest.approx(3.0)
+    assert "imul" in measured["method"]
+    # the add chain runs at 2 per cycle (folded), or the imul chain is slower than its 3 cycles
+    monkeypatch.setattr(roof, "_time_chain", chain(1.5))
+    assert roof.measure_clock_ghz() is None
+    monkeypatch.setattr(roof, "_time_chain", chain(6.0))
+    assert roof.measure_clock_ghz() is None
 
 
 def _executable_memory_allowed() -> bool:
@@ -178,7 +229,7 @@ def test_the_measured_clock_is_plausible():
         pytest.skip("this system refuses executable anonymous memory")
     assert measured is not None
     assert 0.5 <= measured["ghz"] <= 7.0
-    assert "dependent integer adds" in measured["method"]
+    assert "dependent register adds (add rdx, rcx" in measured["method"]
 
 
 def test_off_x86_64_there_is_no_measured_clock(monkeypatch):
