@@ -132,6 +132,18 @@ claims: false
     assert all(c["outcome"] == "skipped" for i, c in cases.items() if i != "resnet18-fp32-none-openvino-b1")
 
 
+def test_a_size_only_run_times_no_recipe(run_matrix):
+    # Found live: -m size timed every recipe of every case, and died where all of them overflowed fp16.
+    matrix = ("matrix:\n  arch: [resnet18]\n  dtype: [fp32]\n  backend: [onnxruntime, openvino]\ninput_size: 32\n"
+              "claims: false\n")
+    result, data = run_matrix(matrix, "-m", "size")
+    result.assert_outcomes(passed=2)
+    for case in data["cases"]:
+        tuning = case["artifact"]["tuning"]
+        assert "only sizes" in tuning["how"] and "trials" not in tuning, case["id"]
+        assert case["conversion"]["tuning_s"] == 0
+
+
 def test_slow_fp16_eager_checks_size_but_skips_running(run_matrix):
     matrix = "matrix:\n  arch: [resnet18]\n  dtype: [fp16]\n  backend: [eager]\ninput_size: 32\nclaims: false\n"
     result, data = run_matrix(matrix)

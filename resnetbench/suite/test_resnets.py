@@ -47,8 +47,12 @@ def built(case: Any, run_state: Any, request: pytest.FixtureRequest) -> Any:
     from resnetbench.build import build_case
 
     with quiet.shared(run_state.cache.root) as hold:
-        # Recipes are timed inside the build (tuning.py): alone, like every timing.
-        b = build_case(run_state.config, case, run_state.cache, run_state.threads, timing_lock=hold.exclusive)
+        # Recipes are timed inside the build (tuning.py): alone, like every timing. A run that only
+        # sizes the case (-m size) never executes the artifact, so it has no recipe to choose.
+        b = build_case(run_state.config, case, run_state.cache, run_state.threads,
+                       tune=(tune := _executes_artifact(case, request.session)), timing_lock=hold.exclusive)
+    if not tune:
+        b.tuning = {**b.tuning, "how": "not chosen: this run only sizes the case (no selected test executes it)"}
     record.conversion = b.conversion
     record.compression_info = b.compression_info
     record.artifact = {"dir": str(b.entry), "kind": type(b).__name__, "runtime": b.meta.get("runtime", {}),
@@ -57,6 +61,16 @@ def built(case: Any, run_state: Any, request: pytest.FixtureRequest) -> Any:
     yield b
     request.config.hook.pytest_resnetbench_case_record(case=case, record=record, built=b)
     run_state.write()
+
+
+def _executes_artifact(case: Any, session: pytest.Session) -> bool:
+    """Whether a selected test of ``case`` other than ``test_size`` runs in this session."""
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        other = getattr(callspec, "params", {}).get("case")
+        if getattr(other, "id", None) == case.id and getattr(item, "originalname", None) != "test_size":
+            return True
+    return False
 
 
 def run_batches(built: Any, images: torch.Tensor) -> torch.Tensor:
