@@ -871,6 +871,10 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
             problem = _labels_problem(Path(dataset["labels"]), folders, classes)
             if problem:
                 raise ConfigError(f"{_line(path, root, ['dataset', 'labels'])}: dataset.labels: {problem}")
+        shortfall = _calibration_images_problem(dataset, data)
+        if shortfall:
+            key, problem = shortfall
+            raise ConfigError(f"{_line(path, root, ['dataset', key])}: dataset.{key}: {problem}")
     kwargs["dataset"] = dataset
     cache_dir = (data.get("cache") or {}).get("dir")
     if cache_dir and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
@@ -960,6 +964,127 @@ def imagefolder_problem(root: Path) -> str | None:
         return (f"{root}: class folder(s) {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''} hold no image "
                 f"({', '.join(IMAGE_EXTENSIONS)}).")
     return None
+
+
+def count_images(root: Path, enough: int | None = None) -> tuple[int, bool]:
+    """How many images torchvision's ImageFolder takes from ``root`` (every class folder walked,
+    links followed, files with an image extension), and whether that is the whole count.
+
+    Counting stops at ``enough`` (the count is then ``enough``: at least that many) and after
+    ``IMAGE_SCAN_BUDGET`` directory entries (the count is then a lower bound, and False says so).
+    A folder that links back into itself is walked once along each path.
+    """
+    budget, count = IMAGE_SCAN_BUDGET, 0
+    try:
+        classes = sorted(Path(entry.path) for entry in os.scandir(root) if entry.is_dir())
+    except OSError:
+        return 0, False  # imagefolder_problem reported it
+    for folder in classes:
+        stack: list[tuple[Path, frozenset[tuple[int, int]]]] = [(folder, frozenset())]
+        while stack:
+            current, ancestors = stack.pop()
+            try:
+                info = current.stat()
+                entries = list(os.scandir(current))
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) in ancestors:
+                continue
+            inside = ancestors | {(info.st_dev, info.st_ino)}
+            for entry in entries:
+                budget -= 1
+                if budget < 0:
+                    return count, False
+                try:
+                    if entry.is_dir():
+                        stack.append((Path(entry.path), inside))
+                        continue
+                except OSError:
+                    pass  # os.walk takes it for a file
+                if entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                    count += 1
+                    if enough is not None and count >= enough:
+                        return count, True
+    return count, True
+
+
+def _calibrating_methods(matrix: dict[str, Any]) -> list[str]:
+    """The compression methods of the matrix's cases (after exclude and include) that calibrate."""
+    from resnetbench.matrix import expand_combinations  # matrix.py imports this module
+
+    found = []
+    for name in dict.fromkeys(combo["compression"] for combo in expand_combinations(matrix)):
+        try:
+            if COMPRESSIONS.get(name).calibrates:
+                found.append(name)
+        except Exception:  # a broken plugin fails where a matrix runs it, not here
+            continue
+    return found
+
+
+def _calibration_samples(name: str, written: dict[str, Any]) -> int | None:
+    """The calibration images a method takes (``build.context_for``: its setting, default 64)."""
+    try:
+        value = COMPRESSIONS.get(name).settings_for(written).get("calibration_samples", 64)
+    except Exception:
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _calibration_images_problem(dataset: dict[str, Any], data: dict[str, Any]) -> tuple[str, str] | None:
+    """(the dataset key to point at, what is wrong) when an image folder cannot supply both the
+    evaluation images and, for every calibrating case, calibration images that are not among
+    them (``data.calibration_set``); None when it can.
+
+    The evaluation takes ``dataset.samples`` images, or every image when that is not set; a
+    calibrating method then takes ``calibration_samples`` of the others, or of the
+    ``dataset.calibration`` folder. The largest ``calibration_samples`` of the methods decides.
+    """
+    settings = data.get("compression_settings") or {}
+    wanted = [(m, n) for m in _calibrating_methods(data["matrix"])
+              if (n := _calibration_samples(m, settings.get(m) or {})) is not None]
+    if not wanted:
+        return None
+    method, m = max(wanted, key=lambda item: item[1])
+    setting = f"compression_settings.{method}.calibration_samples"
+    written = "calibration_samples" in (settings.get(method) or {})
+    cal_text = f"calibration {m} ({setting if written else f'the default of {setting}'})"
+    too_few = f"too few for compression {method!r}, which calibrates on images kept apart from the evaluation ones"
+    separate = dataset.get("calibration")
+    if separate and Path(separate).resolve() != Path(dataset["path"]).resolve():
+        found, whole = count_images(Path(separate), m)
+        if not whole or found >= m:
+            return None
+        return "calibration", (f"{separate} has {found} images, too few for compression {method!r}: {cal_text} "
+                               f"needed, {found} found. Lower {setting} to at most {found}, or add {m - found} "
+                               f"image{'s' if m - found > 1 else ''} to the folder.")
+    folder, samples = dataset["path"], dataset.get("samples")
+    found, whole = count_images(Path(folder), None if samples is None else samples + m)
+    if samples is not None:
+        if not whole or found >= samples + m:
+            return None
+        eval_text = f"evaluation {samples} (dataset.samples)"
+        need = samples + m
+        advice = (f"Lower dataset.samples or {setting} so that together they are at most {found}, add "
+                  f"{need - found} image{'s' if need - found > 1 else ''}, or name a separate calibration folder "
+                  f"with dataset.calibration.")
+        return "samples", (f"{folder} has {found} images, {too_few}: {eval_text} + {cal_text} = {need} images "
+                           f"needed, {found} found. {advice}")
+    # dataset.samples is not set: the evaluation takes every image and leaves none.
+    if found > m:
+        example = f" (e.g. samples: {found - m})"
+    elif found >= 2:
+        example = f" (e.g. samples: {(found + 1) // 2}, calibration_samples: {found // 2})"
+    else:
+        example = ""
+    advice = (f"Set dataset.samples and {setting} to at most {found} together{example}, add images, or name a "
+              f"separate calibration folder with dataset.calibration.")
+    if not whole:  # past the scan budget: only a lower bound on the images
+        return "path", (f"{folder}: the evaluation takes every image (dataset.samples is not set), leaving none: "
+                        f"{too_few}. Set dataset.samples and {setting} to at most the folder's images together, "
+                        f"or name a separate calibration folder with dataset.calibration.")
+    return "path", (f"{folder} has {found} images, {too_few}: evaluation {found} (every image: dataset.samples is "
+                    f"not set) + {cal_text} = {found + m} images needed, {found} found. {advice}")
 
 
 def _has_image(folder: Path, budget: list[int]) -> bool:

@@ -160,8 +160,13 @@ def imagefolder(path: str, size: int = 224, limit: int | None = None, labels: st
     mapping, label_source = folder_labels(ds.classes, labels)
     picks = _picks(ds, limit, exclude)
     if not picks:
-        raise DatasetError(f"dataset path {path}: no images left to take"
-                           + (" once the evaluation images are set aside" if exclude else ""))
+        if not exclude:
+            raise DatasetError(f"dataset path {path}: no images left to take")
+        taken = sum(1 for file, _ in ds.samples if file in exclude)
+        raise DatasetError(
+            f"dataset path {path}: no images left to take once the evaluation images are set aside (the "
+            f"evaluation takes {taken} of its {len(ds.samples)}): lower dataset.samples, add images, or name a "
+            f"separate calibration folder with dataset.calibration")
     xs, ys, files = [], [], []
     for i in picks:
         img, target = ds[i]
