@@ -283,7 +283,13 @@ def _artifact_modules(backend: object) -> tuple[str, ...]:
 
 
 def build_default(arch: str, backend: str, batch: int, input_size: int, cache: ArtifactCache, threads: int,
-                  origin: str, dtype: str = "fp32", compression: str = DEFAULT_COMPRESSION, tune: bool = True) -> Built:
-    """A case with every setting at its default (no matrix file; ``origin`` names the caller)."""
+                  origin: str, dtype: str = "fp32", compression: str = DEFAULT_COMPRESSION, tune: bool = True,
+                  recipe: str | None = None) -> Built:
+    """A case with every setting at its default (no matrix file; ``origin`` names the caller).
+
+    ``recipe`` loads the artifact with that recipe of the backend, as a matrix pin would.
+    """
     config = Config(path=Path(origin), matrix={}, input_size=input_size)
+    if recipe is not None:
+        config = dataclasses.replace(config, tuning={**config.tuning, "recipes": {backend: recipe}})
     return build_case(config, Case(arch, dtype, compression, backend, batch), cache, threads, tune=tune)

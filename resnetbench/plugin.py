@@ -625,7 +625,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for case_id, lat in latencies.items():
         if id(lat) in marked:
             state.records[case_id].latency = LatencyRecord.from_dict(lat)
-            state.records[case_id].note(f"latency unstable: {lat['stability']['reasons'][-1]}")
+            state.records[case_id].note(f"latency figures taken on a disturbed machine: "
+                                        f"{lat['stability']['machine']['reasons'][-1]}")
     state.write()
     if state.journal is not None:
         state.journal.close()

@@ -77,8 +77,8 @@ def exclusive(directory: Path) -> contextlib.AbstractContextManager[Hold]:
     return _flock(directory, fcntl.LOCK_EX if fcntl else 0)
 
 
-def _busy_cpu_seconds() -> float | None:
-    """Seconds of CPU time all processes have used since boot (Linux ``/proc/stat``), or None."""
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, steal) seconds since boot from Linux ``/proc/stat``, or None."""
     try:
         with open("/proc/stat", encoding="ascii") as fh:
             fields = [int(v) for v in fh.readline().split()[1:]]
@@ -87,7 +87,9 @@ def _busy_cpu_seconds() -> float | None:
     # user nice system idle iowait irq softirq steal ...: everything but idle and iowait is busy;
     # steal is the hypervisor running someone else on our core, which is foreign load too
     busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
-    return busy / os.sysconf("SC_CLK_TCK")
+    steal = fields[7] if len(fields) > 7 else 0
+    tick = os.sysconf("SC_CLK_TCK")
+    return busy / tick, steal / tick
 
 
 def _own_cpu_seconds() -> float:
@@ -96,21 +98,25 @@ def _own_cpu_seconds() -> float:
 
 
 class ForeignLoad:
-    """Cores other processes kept busy while the ``with`` block ran (``cores``; None off Linux)."""
+    """Cores other processes kept busy while the ``with`` block ran (``cores``, steal time included),
+    and of those the hypervisor's steal (``steal_cores``); None off Linux."""
 
     def __init__(self) -> None:
         self.cores: float | None = None
+        self.steal_cores: float | None = None
 
     def __enter__(self) -> ForeignLoad:
-        self._busy, self._own, self._wall = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+        self._times, self._own, self._wall = _cpu_times(), _own_cpu_seconds(), time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        busy, own, wall = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
-        if busy is None or self._busy is None or wall <= self._wall:
+        times, own, wall = _cpu_times(), _own_cpu_seconds(), time.perf_counter()
+        if times is None or self._times is None or wall <= self._wall:
             return
+        seconds = wall - self._wall
         # clock ticks are 10 ms: a short window can read slightly negative
-        self.cores = round(max(0.0, ((busy - self._busy) - (own - self._own)) / (wall - self._wall)), 3)
+        self.cores = round(max(0.0, ((times[0] - self._times[0]) - (own - self._own)) / seconds), 3)
+        self.steal_cores = round(max(0.0, (times[1] - self._times[1]) / seconds), 3)
 
     @property
     def alone(self) -> bool | None:

@@ -54,6 +54,12 @@ def lookup(obj: Any, *keys: str) -> Any:
     return obj
 
 
+def timing_disturbed(case: Mapping[str, Any] | None) -> bool:
+    """The machine's speed moved while this case's absolute figures were taken (measure/stability.py):
+    the median is shown marked, and the gate, which compares paired ratios, still decides."""
+    return lookup(case, "latency", "stability", "machine", "verdict") == "disturbed"
+
+
 def timing_unstable(case: Mapping[str, Any] | None) -> bool:
     """The run marked this case's timing unstable (measure/stability.py): its figures are not results."""
     return lookup(case, "latency", "stability", "verdict") == "unstable"
@@ -210,6 +216,7 @@ class LatencyRecord(_Record):
     threads: int | None = None
     ran_alone: bool | None = None
     foreign_load_cores: float | None = None
+    steal_cores: float | None = None  # of those, the hypervisor's steal time
     wall_s: float | None = None
     timing_s: float | None = None
     runtime: dict[str, Any] | None = None

@@ -102,6 +102,10 @@ LATENCY_PROPERTIES: dict[str, Any] = {
             "verdict": {"type": "string", "enum": list(STABILITY_VERDICTS)},
             "reasons": {"type": "array", "items": {"type": "string"}},
             "attempts": {"type": "array", "items": {"type": "object"}},
+            "machine": {"type": "object", "properties": {
+                "verdict": {"type": "string", "enum": ["quiet", "disturbed"]},
+                "reasons": {"type": "array", "items": {"type": "string"}}}},
+            "cause": _STR,
         },
     },
     "timed_outputs": {
@@ -115,7 +119,7 @@ LATENCY_PROPERTIES: dict[str, Any] = {
                        "units": {"type": "array", "items": {"type": "object", "required": ["name", "ms"],
                                                             "properties": {"name": _STR, "ms": _NUM}}}},
     },
-    "threads": _INT, "ran_alone": _BOOL, "foreign_load_cores": _NUM, "wall_s": _NUM, "timing_s": _NUM, "runtime": _OBJ,
+    "threads": _INT, "ran_alone": _BOOL, "foreign_load_cores": _NUM, "steal_cores": _NUM, "wall_s": _NUM, "timing_s": _NUM, "runtime": _OBJ,
     "gate": {
         "type": ["object", "null"],
         "properties": {"decision": {"type": "string", "enum": list(DECISIONS)}},

@@ -273,6 +273,35 @@ def test_a_recipe_change_is_named_beside_the_latency_change(example: dict[str, A
     assert "recipe_change" not in by_id(compare_results(example, copy.deepcopy(example)))[EAGER]
 
 
+def paired(ratio: float, recipe: str, n: int = 40) -> dict[str, Any]:
+    """Reference pairs at a steady case/reference ratio, with the reference running ``recipe``."""
+    rng = np.random.default_rng(int(ratio * 1000))
+    ref = list(10 * (1 + 0.01 * rng.standard_normal(n)))
+    return {"reference_ms": ref, "case_ms": [r * ratio * (1 + 0.01 * e) for r, e in zip(ref, rng.standard_normal(n), strict=True)],
+            "blocks": 8, "reference_key": f"eager/fp32/none/b1/224/{recipe}"}
+
+
+def test_a_recipe_change_is_never_decided_on_ratios_to_a_reference_that_followed_it(example: dict[str, Any]) -> None:
+    # The reference runs the case's recipe: a head whose new recipe is 30% slower on both the case
+    # and the reference shows an unchanged ratio. The change must block, named.
+    current = copy.deepcopy(example)
+    for data, recipe in ((example, "channels_last"), (current, "mkldnn")):
+        lat = case(data, EAGER)["latency"]
+        lat.setdefault("runtime", {})["recipe"] = recipe
+        lat["paired"] = paired(0.7, recipe)
+    rec = by_id(compare_results(example, current))[EAGER]
+    assert rec["decision"] == "inconclusive" and rec["recipe_change"] == ["channels_last", "mkldnn"]
+    assert "latency not compared: recipe changed channels_last -> mkldnn" in rec["reason"]
+    # a baseline paired with another reference (an older resnetbench ran it on the default recipe)
+    case(example, EAGER)["latency"]["runtime"]["recipe"] = "mkldnn"
+    case(example, EAGER)["latency"]["paired"]["reference_key"] = "eager/fp32/none/b1/224"
+    rec = by_id(compare_results(example, current))[EAGER]
+    assert rec["decision"] == "inconclusive" and "the reference differs" in rec["reason"]
+    # the same recipe and reference on both sides decide on the ratios
+    case(example, EAGER)["latency"]["paired"] = paired(0.7, "mkldnn")
+    assert by_id(compare_results(example, current))[EAGER]["decision"] == "unchanged"
+
+
 def test_only_in_one_side(example: dict[str, Any]) -> None:
     current = copy.deepcopy(example)
     current["cases"] = [c for c in current["cases"] if c["id"] != EAGER]

@@ -144,6 +144,17 @@ def test_a_size_only_run_times_no_recipe(run_matrix):
         assert case["conversion"]["tuning_s"] == 0
 
 
+def test_the_latency_reference_runs_the_cases_recipe(run_matrix):
+    # Found live: tuning ran bf16 eager cases on mkldnn while their reference stayed on
+    # channels_last, and the ratio of two kinds of kernels moved ~10% between processes.
+    matrix = SMALL.replace("backend: [eager, onnxruntime]", "backend: [eager]") + "tuning: {recipes: {eager: mkldnn}}\n"
+    result, data = run_matrix(matrix, "-m", "latency")
+    result.assert_outcomes(passed=1)
+    lat = data["cases"][0]["latency"]
+    assert lat["runtime"]["recipe"] == "mkldnn"
+    assert lat["paired"]["reference_key"].endswith("/mkldnn") and "recipe mkldnn" in lat["paired"]["reference"]
+
+
 def test_slow_fp16_eager_checks_size_but_skips_running(run_matrix):
     matrix = "matrix:\n  arch: [resnet18]\n  dtype: [fp16]\n  backend: [eager]\ninput_size: 32\nclaims: false\n"
     result, data = run_matrix(matrix)

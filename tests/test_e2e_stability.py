@@ -39,6 +39,11 @@ class Jittery:
     def run(self, native):
         start = time.perf_counter()
         out = self.inner.run(native)
+        if sys._getframe(1).f_code.co_qualname == "ReferenceWorkload.run":
+            # The latency reference is built by the same backend: leave it undisturbed. Jittered
+            # too, its slow calls fell on the case's in some runs (by call count) and the ratio
+            # the gate compares stayed steady: the test went red, then green (tests/FLAKES.md).
+            return out
         self.n += 1
         if self.n % 2 and (self.only_in is None or _inside(self.only_in)):
             end = time.perf_counter() + 2 * (time.perf_counter() - start)
@@ -81,11 +86,15 @@ def test_disturbed_timings_are_retimed_or_marked_unstable(pytester, run_matrix, 
     busy = cases["resnet18-fp32-none-eager-busy-b1"]["latency"]["stability"]
     assert busy["verdict"] == "unstable"
     assert len(busy["attempts"]) == 3 and all(a["verdict"] == "unstable" for a in busy["attempts"])
-    assert any("fastest call" in r or "interquartile" in r for r in busy["reasons"]), busy
+    # every other call slowed: the per-pair case/reference ratios are bimodal
+    assert any("ratio's interquartile range" in r for r in busy["reasons"]), busy
+    assert busy["cause"].startswith("the machine's speed changed") or "cores busy" in busy["cause"]
     hiccup = cases["resnet18-fp32-none-eager-hiccup-b1"]["latency"]["stability"]
     assert hiccup["verdict"] == "retimed", hiccup
-    assert [a["verdict"] for a in hiccup["attempts"]] == ["unstable", "stable"]
-    # unstable for the injected reason (the calls' spread), not for a drift of the machine
+    # the plain loop's spread disturbs the absolute figures only (the pairs came after it): re-timed,
+    # and the ratio the gate compares was never unstable
+    assert [a["verdict"] for a in hiccup["attempts"]] == ["disturbed", "stable"]
+    # disturbed for the injected reason (the calls' spread), not for a drift of the machine
     first = hiccup["attempts"][0]["reasons"]
     assert any("fastest call" in r or "interquartile" in r for r in first), hiccup["attempts"][0]
     # the undisturbed case is not marked (it may have been re-timed if the CI machine hiccuped)

@@ -22,7 +22,9 @@ One record per case id found on either side, with one of ``DECISIONS``:
   a vanished case, or one that newly skips because an extra is missing;
 - ``unstable``: either side's latency record says its timing stayed unstable after
   re-timing (``measure/stability.py``): nothing can be decided from it;
-- ``inconclusive``: the latency comparison could not decide (too noisy, too few blocks);
+- ``inconclusive``: the latency comparison could not decide (too noisy, too few blocks), or
+  must not: the case ran another recipe, or was paired with another reference, than in the
+  baseline (the reference follows the case's recipe, so the ratios measure different things);
 - ``new``: only in the current run, or skipped in the baseline and run now, and not failed;
 - ``improved`` / ``unchanged``.
 
@@ -457,9 +459,21 @@ def _compare_case(
     sb, sc = _latency_inputs(b, "baseline"), _latency_inputs(c, "current")
     blocks_b, blocks_c = normalized_blocks(b.get("latency")), normalized_blocks(c.get("latency"))
     lat: dict[str, Any] | None = None
+    recipes = (lookup(b, "latency", "runtime", "recipe"), lookup(c, "latency", "runtime", "recipe"))
+    recipe_changed = None not in recipes and recipes[0] != recipes[1]
+    if recipe_changed:
+        # Tuning (tuning.py) chose another way to run the same artifact: a likely cause.
+        record["recipe_change"] = list(recipes)
+    references = (lookup(b, "latency", "paired", "reference_key"), lookup(c, "latency", "paired", "reference_key"))
     if unstable:
         found["unstable"].append(f"latency unstable in {' and '.join(unstable)} (stayed unstable after re-timing):"
                                  " not compared")
+    elif blocks_b is not None and blocks_c is not None and (recipe_changed or references[0] != references[1]):
+        # The reference runs the case's recipe (measure/latency_reference.py): across a recipe change,
+        # or against a reference of another kind, the case/reference ratios measure different things.
+        why = (f"recipe changed {recipes[0]} -> {recipes[1]} (artifact.tuning says why; tuning.recipes pins one)"
+               if recipe_changed else f"the reference differs: {references[0]} -> {references[1]}")
+        found["inconclusive"].append(f"latency not compared: {why}, so the case/reference ratios are not comparable")
     elif blocks_b is not None and blocks_c is not None:
         lat = decide_blocks(blocks_b, blocks_c, threshold=threshold, alpha=alpha or BLOCK_ALPHA, rng_seed=rng_seed)
     elif sb is not None and sc is not None:
@@ -478,10 +492,7 @@ def _compare_case(
             if where_slower is not None:
                 record["blame"] = where_slower
                 text += f"; where: {format_blame(where_slower)}"
-        recipes = (lookup(b, "latency", "runtime", "recipe"), lookup(c, "latency", "runtime", "recipe"))
-        if None not in recipes and recipes[0] != recipes[1]:
-            # Tuning (tuning.py) chose another way to run the same artifact: a likely cause.
-            record["recipe_change"] = list(recipes)
+        if recipe_changed:
             text += f"; recipe changed {recipes[0]} -> {recipes[1]} (artifact.tuning says why)"
         found[lat["decision"]].append(text)
     elif (sb is None) != (sc is None) and "skipped" not in (ob, oc) and not unstable:

@@ -17,7 +17,8 @@ depends on the reference:
 
 So the reference is torchvision's ResNet-18 with seeded random weights at the case's
 batch and input size, built by the case's backend with that backend's default settings
-(never the matrix's), through the artifact cache, *in the case's arithmetic family*
+(never the matrix's) and run with *the recipe the case runs* (``tuning.py``), through the
+artifact cache, *in the case's arithmetic family*
 (``family``): the case's dtype, and int8 with the case's quantization method for
 quantized cases. An fp32 reference does not track a bf16 or int8 case: in four
 back-to-back runs of one unchanged matrix the fp32 reference slowed by 25% in one run
@@ -27,6 +28,16 @@ oneDNN/MLAS paths) feel the machine differently from fp32 ones. Because it
 ignores the matrix and the weights, a pull request that changes a model, its weights,
 its compression or the matrix's backend settings does not move it. Library upgrades do,
 and they change the run's fingerprint, which ``compare`` flags.
+
+Why the recipe follows the case. With the reference always on the default recipe, tuning
+chose ``mkldnn`` for bf16 eager cases while their reference ran ``channels_last``: two kinds
+of kernels, whose relative speed is not a constant of the code. The case/reference ratio of
+one unchanged case read 0.690, 0.663, 0.729 and 0.720 in four processes, and 2 of 3 A/A
+comparisons came out "regressed" (issue 27). On the same recipe both sides run the same
+kernels. The code under test chooses the recipe, so it could move the reference with it:
+``compare`` therefore never decides latency across a recipe change (it is a named,
+blocking cause), and a recipe the reference's backend does not offer for ResNet-18 falls
+back to the default, which ``recipe`` records.
 
 Timing protocol (``time_pairs``): after a warm-up, ``pairs`` times ``[reference call,
 case call]``, each call timed on its own. The gate works on ``log(case / reference)``
@@ -61,17 +72,19 @@ class ReferenceWorkload:
 
     dtype: str = "fp32"
     compression: str = DEFAULT_COMPRESSION
+    recipe: str = "default"
 
     @property
     def key(self) -> str:
         """What identifies this reference within a run (cases sharing it compare their reference times)."""
-        return f"{self.backend}/{self.dtype}/{self.compression}/b{self.batch}/{self.input_size}"
+        return f"{self.backend}/{self.dtype}/{self.compression}/b{self.batch}/{self.input_size}/{self.recipe}"
 
     @property
     def description(self) -> str:
         comp = "" if self.compression == DEFAULT_COMPRESSION else f" {self.compression}"
         return (f"{REFERENCE_ARCH} {self.dtype}{comp}, seeded random weights, "
-                f"{self.batch}x3x{self.input_size}x{self.input_size}, backend {self.backend} with its default settings")
+                f"{self.batch}x3x{self.input_size}x{self.input_size}, backend {self.backend} with its default settings, "
+                f"recipe {self.recipe}")
 
     def run(self) -> Any:
         return self.runner.run(self.native)
@@ -88,20 +101,34 @@ def family(dtype: str, compression: str) -> tuple[str, str]:
     return dtype, DEFAULT_COMPRESSION
 
 
+def reference_recipe(backend: str, batch: int, dtype: str, compression: str, recipe: str | None) -> str | None:
+    """The recipe the reference runs for a case running ``recipe``: that one where the backend
+    offers it for the reference, else None (its default; never a tuned choice of its own)."""
+    from resnetbench.backends import get_backend
+    from resnetbench.matrix import Case
+
+    ref_dtype, ref_compression = family(dtype, compression)
+    offered = [r.name for r in get_backend(backend).recipes(Case(REFERENCE_ARCH, ref_dtype, ref_compression, backend,
+                                                                 batch))]
+    return recipe if recipe in offered else None
+
+
 def reference_for(backend: str, batch: int, input_size: int, threads: int, cache: Any, dtype: str = "fp32",
-                  compression: str = DEFAULT_COMPRESSION) -> ReferenceWorkload:
-    """Build (or fetch from the cache) and load the reference for cases of this backend, family, batch and size."""
+                  compression: str = DEFAULT_COMPRESSION, recipe: str | None = None) -> ReferenceWorkload:
+    """Build (or fetch from the cache) and load the reference for cases of this backend, family, batch and
+    size, run with ``recipe`` where the backend offers it for the reference (``reference_recipe``)."""
     import torch
 
     from resnetbench.build import build_default
 
     ref_dtype, ref_compression = family(dtype, compression)
-    # The default recipe, never a tuned one: the reference must not move when tuning chooses differently.
+    pinned = reference_recipe(backend, batch, dtype, compression, recipe)
+    # Pinned or the default, never tuned: the reference must not move when tuning chooses differently.
     built = build_default(REFERENCE_ARCH, backend, batch, input_size, cache, threads, REFERENCE_ORIGIN,
-                          ref_dtype, ref_compression, tune=False)
+                          ref_dtype, ref_compression, tune=pinned is not None, recipe=pinned)
     x = torch.randn(batch, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     return ReferenceWorkload(backend, batch, input_size, built.runner, built.runner.prepare(x), ref_dtype,
-                             ref_compression)
+                             ref_compression, built.tuning["recipe"])
 
 
 PAIR_WARMUP = 5

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from resnetbench.records import BLOCKING, DECISION_LABELS, DECISIONS, OUTCOMES, lookup, timing_unstable
+from resnetbench.records import (
+    BLOCKING,
+    DECISION_LABELS,
+    DECISIONS,
+    OUTCOMES,
+    lookup,
+    timing_disturbed,
+    timing_unstable,
+)
 
 DTYPE_ORDER = ("fp32", "tf32", "bf16", "fp16", "int8", "int4")
 
@@ -124,6 +132,8 @@ def _latency_text(case: Mapping[str, Any] | None) -> str:
     verdict = lookup(case, "latency", "stability", "verdict")
     if verdict == "unstable":
         return f"⚠ unstable {text}"
+    if timing_disturbed(case):
+        return f"{text} (machine disturbed)"
     return f"{text} (retimed)" if verdict == "retimed" else text
 
 
@@ -314,7 +324,10 @@ def _case_cells(case: Mapping[str, Any]) -> list[Cell]:
         ),
         num(top1, top1_text),
         num(_num(lookup(task, "drop_points")), _fmt(lookup(task, "drop_points"), ".2f")),
-        Cell(_latency_text(case), _median_ms(case), title="; ".join(lookup(latency, "stability", "reasons") or []),
+        Cell(_latency_text(case), _median_ms(case),
+             title="; ".join([*(lookup(latency, "stability", "reasons") or []),
+                              *(lookup(latency, "stability", "machine", "reasons") or []),
+                              *([c] if (c := lookup(latency, "stability", "cause")) else [])]),
              css="n unstable" if timing_unstable(case) else "n"),
         num(_num(lookup(latency, "p90_ms")), _fmt_ms(lookup(latency, "p90_ms"))),
         num(

@@ -198,6 +198,7 @@ def _methods_digest(runner: Any) -> str:
 @pytest.mark.latency
 def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     from resnetbench.measure.latency import roofline, summarize
+    from resnetbench.measure.stability import cause
     from resnetbench.records import LatencyRecord
     from resnetbench.roof import roof_for
 
@@ -205,14 +206,14 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     cfg = run_state.config
     benchmark.extra_info.update({"case": case.id, "threads": run_state.threads})
     with quiet.shared(run_state.cache.root):
-        reference = _reference(case, run_state)
+        reference = _reference(case, built, run_state)
         flops = _flops(case, built, run_state)
         outputs = _timed_output_check(case, built, run_state)
     native = outputs.natives[0]  # the reference pairs time the case on the first batch
     # No other worker builds, evaluates or times while this case is timed; ForeignLoad sees the rest.
     with quiet.exclusive(run_state.cache.root), quiet.ForeignLoad() as foreign:
         samples, paired, wall, stability = _time_until_stable(built, native, reference, run_state, benchmark, outputs)
-        gate = _gate(case, paired, run_state) if stability["verdict"] != "unstable" else None
+        gate = _gate(case, paired, run_state, built.tuning.get("recipe")) if stability["verdict"] != "unstable" else None
         if gate is not None and gate["decision"] == "inconclusive":
             # Too noisy to decide: time twice the pairs again and decide on those.
             from resnetbench.measure.latency_reference import time_pairs
@@ -220,9 +221,10 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             lat = cfg.latency
             start = time.perf_counter()
             paired = {**time_pairs(reference, built.runner.run, native, 2 * lat["pairs"]),
-                      "blocks": 2 * lat["blocks"], "reference_key": reference.key}
+                      "blocks": 2 * lat["blocks"], "reference_key": reference.key,
+                      "recipe": reference.recipe}
             stability["timing_s"] += time.perf_counter() - start
-            rerun = _gate(case, paired, run_state)  # the same baseline: not None when the first was not
+            rerun = _gate(case, paired, run_state, built.tuning.get("recipe"))  # the same baseline: not None when the first was not
             assert rerun is not None
             gate = {**rerun, "rerun": True}
         # A pass of its own, after the timing and still alone: the profiler never runs in the timed loop.
@@ -246,6 +248,7 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             # measured: other processes kept fewer than quiet.ALONE_BELOW_CORES cores busy (None off Linux)
             "ran_alone": foreign.alone,
             "foreign_load_cores": foreign.cores,
+            "steal_cores": foreign.steal_cores,
             "wall_s": wall,
             # seconds inside the plain loops and the reference pairs, re-timings included: what
             # a warm run should spend its time on
@@ -255,12 +258,18 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             "profile": profile,
         }
     )
+    if stability["verdict"] == "unstable" or stability["machine"]["verdict"] == "disturbed":
+        stability["cause"] = cause(foreign.cores, foreign.steal_cores)
     run_state.record(case).latency = LatencyRecord.from_dict(rec)
     if foreign.alone is False:
         run_state.record(case).note(f"latency timed beside other load: {foreign.cores} cores busy elsewhere")
     if stability["verdict"] == "unstable":
-        run_state.record(case).note(
-            f"latency unstable after {len(stability['attempts'])} timings: {'; '.join(stability['reasons'])}")
+        run_state.record(case).note(f"latency unstable after {len(stability['attempts'])} timings: "
+                                    f"{'; '.join(stability['reasons'])} ({stability['cause']})")
+    elif stability["machine"]["verdict"] == "disturbed":
+        run_state.record(case).note(f"latency figures taken on a disturbed machine: "
+                                    f"{'; '.join(stability['machine']['reasons'])} ({stability['cause']}); "
+                                    "the paired ratio the gate compares stayed stable")
     checked = rec["timed_outputs"]
     if checked["verdict"] != "passed":
         # Fail closed: a timing whose outputs were wrong (or could not be checked) measured something else.
@@ -292,15 +301,17 @@ def _flops(case: Any, built: Any, run_state: Any) -> dict[str, int]:
     return run_state.memo[key]
 
 
-def _reference(case: Any, run_state: Any) -> Any:
-    """The latency reference in the case's arithmetic family on its backend, loaded once per run."""
+def _reference(case: Any, built: Any, run_state: Any) -> Any:
+    """The latency reference in the case's arithmetic family on its backend, running the case's
+    recipe (``measure/latency_reference.py``), loaded once per run."""
     from resnetbench.measure.latency_reference import family, reference_for
 
     cfg = run_state.config
-    key = ("reference", case.backend, case.batch, cfg.input_size, family(case.dtype, case.compression))
+    recipe = built.tuning.get("recipe")
+    key = ("reference", case.backend, case.batch, cfg.input_size, family(case.dtype, case.compression), recipe)
     if key not in run_state.memo:
         run_state.memo[key] = reference_for(case.backend, case.batch, cfg.input_size, run_state.threads,
-                                            run_state.cache, case.dtype, case.compression)
+                                            run_state.cache, case.dtype, case.compression, recipe)
     return run_state.memo[key]
 
 
@@ -366,15 +377,19 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any, 
         outputs.finish()
         wall = time.perf_counter() - start
         paired = {**time_pairs(reference, built.runner.run, native, lat["pairs"]),
-                  "blocks": lat["blocks"], "reference_key": reference.key}
+                  "blocks": lat["blocks"], "reference_key": reference.key, "recipe": reference.recipe}
         timing_s += time.perf_counter() - start
         check = assess(samples, paired["reference_ms"], best.get(reference.key), paired["case_ms"])
-        attempts.append({"verdict": check["verdict"], "reasons": check["reasons"], "figures": check["figures"],
-                         "median_ms": float(sorted(samples)[len(samples) // 2])})
-        if check["verdict"] == "stable":
+        quiet_machine = check["machine"]["verdict"] == "quiet"
+        # per attempt: unstable (the compared ratio), disturbed (only the machine's speed), stable
+        this = "unstable" if check["verdict"] == "unstable" else ("stable" if quiet_machine else "disturbed")
+        attempts.append({"verdict": this, "reasons": check["reasons"] + check["machine"]["reasons"],
+                         "figures": check["figures"], "median_ms": float(sorted(samples)[len(samples) // 2])})
+        if check["verdict"] == "stable" and quiet_machine:
             ref_median = sorted(paired["reference_ms"])[len(paired["reference_ms"]) // 2]
             best[reference.key] = min(best.get(reference.key, ref_median), ref_median)
             break
+    # Re-timed while either the ratio or the machine was unsteady; only the ratio makes a verdict.
     verdict = "unstable" if check["verdict"] == "unstable" else ("retimed" if len(attempts) > 1 else "stable")
     return samples, paired, wall, {**check, "verdict": verdict, "attempts": attempts, "timing_s": timing_s}
 
@@ -382,13 +397,17 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any, 
 RETIME_PAUSE_S = 2.0
 
 
-def _gate(case: Any, paired: dict[str, Any], run_state: Any) -> dict[str, Any] | None:
+def _gate(case: Any, paired: dict[str, Any], run_state: Any, recipe: str | None) -> dict[str, Any] | None:
     """The gate's latency decision against the baseline's record of this case, if any."""
     from resnetbench.stats import decide_blocks, normalized_blocks
 
     base = run_state.baseline_case(case.id)
     if base is None:
         return None
+    from resnetbench.records import lookup
+
+    if lookup(base, "latency", "runtime", "recipe") not in (None, recipe):
+        return None  # the reference follows the recipe: the end-of-run comparison names the change
     base_blocks, cur_blocks = normalized_blocks(base.get("latency")), normalized_blocks({"paired": paired})
     if base_blocks is None or cur_blocks is None:
         return None  # the end-of-run comparison says why (no paired timings in the baseline)
