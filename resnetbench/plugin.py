@@ -71,6 +71,7 @@ class RunState:
     resumed: set[tuple[str, str]] = field(default_factory=set)  # --resume: (case id or "claim", kind/claim id)
     isolation_dir: Path | None = None  # under xdist: where workers' watchdogs and faulthandlers write
     guard: Any = None  # worker: its isolation.WorkerGuard
+    replica: bool = False  # --latency-replica: re-times another run's latency cases, nothing more
 
     @property
     def runs_claims(self) -> bool:
@@ -201,6 +202,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--isolate", action="store_true", default=False,
                     help="run cases in a pytest-xdist worker (-n 1 unless -n is given) that is replaced when a "
                          "case crashes, hangs or passes the matrix's limits: only that case errors")
+    group.addoption("--latency-replica", action="store_true", default=False,
+                    help="internal: this run re-times another run's latency cases (latency.processes); it "
+                         "starts no replicas of its own")
     group.addoption("--resume", action="store_true", default=False,
                     help="continue a killed run: skip every test its journal (<results>.jsonl) has finished")
 
@@ -279,6 +283,7 @@ def pytest_configure(config: pytest.Config) -> None:
         shard=(k, n) if shard else None,
         fresh_outputs=config.getoption("fresh_outputs"),
         matrix_case_ids=all_ids if shard else [],
+        replica=bool(config.getoption("latency_replica")),
     )
     baseline_path = config.getoption("baseline")
     if baseline_path:
@@ -618,6 +623,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from resnetbench.environment import calibration_kernel
     from resnetbench.measure.stability import recheck_run
 
+    if not state.replica:
+        _replicate_latency(session, state)
     if state.environment:
         state.environment["calibration_end"] = calibration_kernel()
     latencies = {case_id: r.latency.to_dict() for case_id, r in state.records.items() if r.latency is not None}
@@ -651,6 +658,59 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         with open(summary_path, "a", encoding="utf-8") as fh:
             fh.write(render_markdown(data, comparison=comparison))
+
+
+def _replicate_latency(session: pytest.Session, state: RunState) -> None:
+    """Re-time this run's latency cases in ``latency.processes - 1`` fresh processes, one after another.
+
+    Each is this run's own command line with ``-m latency``, a ``-k`` that names exactly the
+    cases timed here, no report, summary or baseline, and the same artifact cache: it builds
+    and tunes nothing (the cache has it all), and runs only the latency phase. Its paired
+    timings and stability go into the case's ``latency.replicas``; ``latency.processes``
+    counts the processes with paired timings. A replica that fails to start or to write
+    results is recorded as such, and the gate then has fewer processes for the case.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    wanted = int(state.config.latency.get("processes", 1))
+    timed = {case_id: rec for case_id, rec in state.records.items()
+             if rec.latency is not None and rec.latency.paired}
+    for rec in timed.values():
+        assert rec.latency is not None
+        rec.latency.processes = 1
+    if wanted <= 1 or not timed:
+        return
+    args = list(session.config.invocation_params.args)
+    select = " or ".join(f"[{case_id}]" for case_id in timed)
+    with tempfile.TemporaryDirectory(prefix="resnetbench-replica-") as tmp:
+        for i in range(1, wanted):
+            out = Path(tmp) / f"replica{i}.json"
+            cmd = [sys.executable, "-m", "pytest", *args, "-m", "latency", "-k", select, "--results", str(out),
+                   "--report", "", "--summary", "", "--baseline", "", "--latency-replica", "-q",
+                   "-p", "no:cacheprovider", "--cache-dir", str(state.cache.root)]
+            proc = subprocess.run(cmd, cwd=session.config.invocation_params.dir, capture_output=True, text=True,
+                                  check=False)
+            try:
+                cases = {c["id"]: c for c in results_io.load(out)["cases"]}
+            except results_io.ResultsError as exc:
+                tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+                for rec in timed.values():
+                    rec.note(f"latency replica {i} wrote no results ({exc}; exit {proc.returncode}: "
+                             f"{' / '.join(tail)})")
+                continue
+            for case_id, rec in timed.items():
+                lat = (cases.get(case_id) or {}).get("latency") or {}
+                replica = {"paired": lat.get("paired"), "stability": lat.get("stability"),
+                           "median_ms": lat.get("median_ms"), "outcome": (cases.get(case_id) or {}).get("outcome")}
+                assert rec.latency is not None
+                rec.latency.replicas = [*(rec.latency.replicas or []), replica]
+                if lat.get("paired"):
+                    rec.latency.processes = (rec.latency.processes or 1) + 1
+                else:
+                    rec.note(f"latency replica {i} has no paired timings for this case "
+                             f"({replica['outcome'] or 'absent'})")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -210,6 +210,10 @@ class LatencyRecord(_Record):
     roof_dtype: str | None = None  # the arithmetic whose roof peak_fraction divides by (roof.py)
     warmup: int | None = None
     paired: dict[str, Any] | None = None
+    # the latency phase re-run in other processes (latency.processes): their paired timings
+    # and stability, one object each; ``processes`` counts the processes with paired timings
+    replicas: list[dict[str, Any]] | None = None
+    processes: int | None = None
     stability: dict[str, Any] | None = None  # verdict: STABILITY_VERDICTS
     timed_outputs: dict[str, Any] | None = None  # every timed call's output checked (measure/timed_outputs.py)
     profile: dict[str, Any] | None = None  # per-unit times from the backend's profiler (measure/profile.py)

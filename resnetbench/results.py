@@ -96,6 +96,8 @@ LATENCY_PROPERTIES: dict[str, Any] = {
     "p90_ms": _NUM, "p99_ms": _NUM, "throughput_ips": _NUM, "flops": _NUM, "macs": _NUM, "flops_note": _STR,
     "gflops_per_s": _NUM, "peak_fraction": _NUM, "peak_basis": _STR, "roof_dtype": _STR, "warmup": _INT,
     "paired": _OBJ,
+    "replicas": {"type": ["array", "null"], "items": {"type": "object"}},
+    "processes": _INT,
     "stability": {
         "type": ["object", "null"],
         "properties": {

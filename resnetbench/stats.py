@@ -383,3 +383,84 @@ def decide_blocks(
     record.update(ratio=ratio, ci=[lo, hi], p_value=p)
     _apply_rule(record, ratio, lo, hi, p, threshold, alpha)
     return record
+
+
+def process_blocks(latency: dict[str, Any] | None) -> list[np.ndarray] | None:
+    """``normalized_blocks`` of every process that timed the case: the run's own pairs, then each
+    replica's (``latency.replicas``, ``latency.processes``); None when the run's own are missing.
+
+    A replica without usable pairs is left out (``latency.processes`` counts those with pairs).
+    """
+    own = normalized_blocks(latency)
+    if own is None:
+        return None
+    out = [own]
+    for replica in (latency or {}).get("replicas") or []:
+        blocks = normalized_blocks(replica) if isinstance(replica, dict) else None
+        if blocks is not None:
+            out.append(blocks)
+    return out
+
+
+def _hierarchical_medians(procs: list[np.ndarray], rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    """Medians of n_boot two-level resamples: processes with replacement, then blocks within each."""
+    out = np.empty(n_boot)
+    for b in range(n_boot):
+        picked = rng.integers(0, len(procs), size=len(procs))
+        out[b] = np.median(np.concatenate([procs[i][rng.integers(0, procs[i].size, size=procs[i].size)]
+                                           for i in picked]))
+    return out
+
+
+def decide_processes(
+    base_procs: Sequence[np.ndarray],
+    cur_procs: Sequence[np.ndarray],
+    threshold: float = DEFAULT_THRESHOLD,
+    alpha: float = BLOCK_ALPHA,
+    rng_seed: int = 0,
+    *,
+    min_blocks: int = MIN_BLOCKS,
+    n_boot: int = N_BOOT,
+) -> dict[str, Any]:
+    """The gate on block ratios from several processes per side: a hierarchical bootstrap.
+
+    One process's blocks share its state: issue 27 measured a case's case/reference ratio
+    moving 1-6% between processes, more than the block bootstrap within one process allows
+    for, so a single process per side is over-confident (4 false "regressed" in 36 A/A
+    pairs of runs). With several processes per side, the interval resamples processes,
+    then blocks within each (the two-level bootstrap for nested data), so it includes the
+    variance between processes; the ratio is that of the pooled blocks' medians and the
+    rank test runs on the pooled blocks. With one process on each side this is
+    ``decide_blocks``. ``processes`` records how many each side had, and the reason says
+    when a side had one: the variance between processes was not measured for it.
+    """
+    if len(base_procs) == 1 and len(cur_procs) == 1:
+        record = decide_blocks(base_procs[0], cur_procs[0], threshold, alpha, rng_seed, min_blocks=min_blocks,
+                               n_boot=n_boot)
+    else:
+        base = _as_samples(np.concatenate(list(base_procs)), "baseline blocks")
+        cur = _as_samples(np.concatenate(list(cur_procs)), "current blocks")
+        record = {
+            "decision": "inconclusive", "ratio": None, "ci": None, "p_value": None, "reason": "",
+            "n": [int(base.size), int(cur.size)],
+            "unit": "blocks of case/reference ratios, resampled by process then block",
+            "threshold": threshold, "alpha": alpha,
+        }
+        if min(base.size, cur.size) < min_blocks:
+            record["reason"] = f"too few blocks (n={min(base.size, cur.size)} < {min_blocks})"
+        else:
+            ratio = float(np.median(cur) / np.median(base))
+            rng = np.random.default_rng(rng_seed)
+            boot = (_hierarchical_medians([np.asarray(p, dtype=float) for p in cur_procs], rng, n_boot)
+                    / _hierarchical_medians([np.asarray(p, dtype=float) for p in base_procs], rng, n_boot))
+            lo, hi = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
+            p = 1.0 if np.ptp(np.concatenate([base, cur])) == 0 else _rank_test_p(cur, base)
+            record.update(ratio=ratio, ci=[lo, hi], p_value=p)
+            _apply_rule(record, ratio, lo, hi, p, threshold, alpha)
+    record["processes"] = [len(base_procs), len(cur_procs)]
+    single = [side for side, procs in (("baseline", base_procs), ("current", cur_procs)) if len(procs) == 1]
+    if single:
+        record["reason"] += (f" [one process in {' and '.join(single)}: the variance between processes was not"
+                             " measured (latency.processes)]")
+    return record
+

@@ -373,7 +373,8 @@ def test_minimal_matrix_loads_with_defaults(tmp_path: Path) -> None:
     assert cfg.seed == 0
     assert cfg.threads is None
     assert cfg.allow_slow is False
-    assert cfg.latency == {"warmup": 5, "rounds": 20, "pairs": 40, "blocks": 8, "retimes": 2}
+    # processes: 1 under this suite's conftest (RESNETBENCH_LATENCY_PROCESSES), else 3
+    assert cfg.latency == {"warmup": 5, "rounds": 20, "pairs": 40, "blocks": 8, "retimes": 2, "processes": 1}
     assert cfg.tolerances == {} and cfg.cache == {} and cfg.architectures == {}
     [case] = expand(cfg)
     assert case.id == "resnet18-fp32-none-eager-b1"
@@ -384,7 +385,7 @@ def test_partial_settings_keep_other_defaults(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(MINIMAL + "latency: {rounds: 7}\ngate: {threshold: 0.2}\nseed: 11\n", encoding="utf-8")
     cfg = load_config(path)
-    assert cfg.latency == {"warmup": 5, "rounds": 7, "pairs": 40, "blocks": 8, "retimes": 2}
+    assert cfg.latency == {"warmup": 5, "rounds": 7, "pairs": 40, "blocks": 8, "retimes": 2, "processes": 1}
     assert cfg.gate == {"threshold": 0.2}
     assert cfg.weights == {"source": "random", "seed": 11}
 
@@ -452,3 +453,20 @@ def test_include_only_matrix_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text("matrix:\n  include:\n    - {arch: resnet50, backend: onnxruntime}\n", encoding="utf-8")
     assert [c.id for c in expand(load_config(path))] == ["resnet50-fp32-none-onnxruntime-b1"]
+
+
+def test_latency_processes_default_and_its_override(tmp_path, monkeypatch):
+    from resnetbench.config import LATENCY_DEFAULTS, PROCESSES_ENV
+
+    path = tmp_path / "m.yaml"
+    path.write_text(MINIMAL, encoding="utf-8")
+    monkeypatch.delenv(PROCESSES_ENV)
+    assert load_config(path).latency["processes"] == LATENCY_DEFAULTS["processes"] == 3
+    monkeypatch.setenv(PROCESSES_ENV, "2")
+    assert load_config(path).latency["processes"] == 2
+    for bad in ("0", "x", "21", "-1"):
+        monkeypatch.setenv(PROCESSES_ENV, bad)
+        assert load_config(path).latency["processes"] == 3
+    monkeypatch.setenv(PROCESSES_ENV, "1")
+    path.write_text(MINIMAL + "latency: {processes: 4}\n", encoding="utf-8")
+    assert load_config(path).latency["processes"] == 4  # the matrix wins over the environment

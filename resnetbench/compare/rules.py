@@ -51,9 +51,9 @@ from resnetbench.stats import (
     BLOCK_ALPHA,
     DEFAULT_THRESHOLD,
     SAMPLE_ALPHA,
-    decide_blocks,
     decide_latency,
-    normalized_blocks,
+    decide_processes,
+    process_blocks,
 )
 
 REL_L2_GROWTH = 10.0
@@ -457,7 +457,7 @@ def _compare_case(
 
     unstable = [side for side, case in (("baseline", b), ("current", c)) if _stability(case) == "unstable"]
     sb, sc = _latency_inputs(b, "baseline"), _latency_inputs(c, "current")
-    blocks_b, blocks_c = normalized_blocks(b.get("latency")), normalized_blocks(c.get("latency"))
+    blocks_b, blocks_c = process_blocks(b.get("latency")), process_blocks(c.get("latency"))
     lat: dict[str, Any] | None = None
     recipes = (lookup(b, "latency", "runtime", "recipe"), lookup(c, "latency", "runtime", "recipe"))
     recipe_changed = None not in recipes and recipes[0] != recipes[1]
@@ -475,7 +475,8 @@ def _compare_case(
                if recipe_changed else f"the reference differs: {references[0]} -> {references[1]}")
         found["inconclusive"].append(f"latency not compared: {why}, so the case/reference ratios are not comparable")
     elif blocks_b is not None and blocks_c is not None:
-        lat = decide_blocks(blocks_b, blocks_c, threshold=threshold, alpha=alpha or BLOCK_ALPHA, rng_seed=rng_seed)
+        lat = decide_processes(blocks_b, blocks_c, threshold=threshold, alpha=alpha or BLOCK_ALPHA,
+                               rng_seed=rng_seed)
     elif sb is not None and sc is not None:
         if cal_b is not None and cal_c is not None:
             cb: Any = cal_b[1] if cal_b[1] is not None else cal_b[0]

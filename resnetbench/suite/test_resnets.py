@@ -228,7 +228,7 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
             assert rerun is not None
             gate = {**rerun, "rerun": True}
         # A pass of its own, after the timing and still alone: the profiler never runs in the timed loop.
-        profile = _profile(case, built, run_state, outputs.inputs[0]) if cfg.profile else None
+        profile = _profile(case, built, run_state, outputs.inputs[0]) if cfg.profile and not run_state.replica else None
     rec = summarize(samples, case.batch)
     env = run_state.environment
     # The roof of the arithmetic the case's convolutions run (int8 against int8's), not of its dtype's name.
@@ -358,6 +358,7 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any, 
     from resnetbench.measure.stability import assess
 
     lat = run_state.config.latency
+    pairs, blocks = pairs_per_process(lat)
     best = run_state.memo.setdefault("reference-best-ms", {})
     attempts: list[dict[str, Any]] = []
     timing_s = 0.0
@@ -376,8 +377,8 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any, 
             samples = own_loop(outputs.call, None, lat["warmup"], lat["rounds"], setup=outputs.next_args)
         outputs.finish()
         wall = time.perf_counter() - start
-        paired = {**time_pairs(reference, built.runner.run, native, lat["pairs"]),
-                  "blocks": lat["blocks"], "reference_key": reference.key, "recipe": reference.recipe}
+        paired = {**time_pairs(reference, built.runner.run, native, pairs),
+                  "blocks": blocks, "reference_key": reference.key, "recipe": reference.recipe}
         timing_s += time.perf_counter() - start
         check = assess(samples, paired["reference_ms"], best.get(reference.key), paired["case_ms"])
         quiet_machine = check["machine"]["verdict"] == "quiet"
@@ -397,12 +398,22 @@ def _time_until_stable(built: Any, native: Any, reference: Any, run_state: Any, 
 RETIME_PAUSE_S = 2.0
 
 
+def pairs_per_process(lat: dict[str, Any]) -> tuple[int, int]:
+    """(pairs, blocks) one process times: the matrix's, shared among ``latency.processes`` processes
+    (rounded up), so that replication costs processes, not timing (the gate pools them)."""
+    processes = max(1, int(lat.get("processes", 1)))
+    pairs = -(-int(lat["pairs"]) // processes)
+    return pairs, min(pairs, -(-int(lat["blocks"]) // processes))
+
+
 def _gate(case: Any, paired: dict[str, Any], run_state: Any, recipe: str | None) -> dict[str, Any] | None:
     """The gate's latency decision against the baseline's record of this case, if any."""
     from resnetbench.stats import decide_blocks, normalized_blocks
 
     base = run_state.baseline_case(case.id)
-    if base is None:
+    if base is None or int(run_state.config.latency.get("processes", 1)) > 1:
+        # With several processes the end-of-run comparison decides on all of them: one process
+        # alone is the over-confident estimate the replicas exist to avoid (stats.decide_processes).
         return None
     from resnetbench.records import lookup
 
