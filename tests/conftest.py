@@ -21,10 +21,14 @@ pytest_plugins = ["pytester"]
 # ~/.config and find the shared cache's entries signed by another key (rebuilt, with a note).
 # One key for the whole test session, as CI passes one secret; tests of the key unset it.
 os.environ.setdefault("RESNETBENCH_CACHE_KEY", "resnetbench-test-session")
-# One latency process per run unless a test's matrix says otherwise: the end-to-end runs check
-# the flow, and replicas (latency.processes, default 3) would triple every timed run's cost.
-# tests/test_e2e_gate.py runs the default replication through the real flow.
-os.environ.setdefault("RESNETBENCH_LATENCY_PROCESSES", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One latency process per run unless a test's matrix says otherwise: the end-to-end runs check
+    # the flow, and replicas (latency.processes, default 3) would triple every timed run's cost.
+    # Not for `pytest --matrix` itself, which loads this file too when run from the repository.
+    if not config.getoption("matrix", None):
+        os.environ.setdefault("RESNETBENCH_LATENCY_PROCESSES", "1")
 
 
 @pytest.fixture(scope="session")

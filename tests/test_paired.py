@@ -9,7 +9,7 @@ import pytest
 
 from resnetbench.measure import latency_reference
 from resnetbench.measure.latency_reference import ReferenceWorkload, time_pairs
-from resnetbench.stats import decide_blocks, normalized_blocks
+from resnetbench.stats import decide_blocks, decide_processes, normalized_blocks, process_blocks
 
 
 class Recorder:
@@ -102,3 +102,58 @@ def test_too_few_blocks_is_inconclusive():
 )
 def test_missing_or_broken_pairs_are_not_used(paired):
     assert normalized_blocks(None if paired is None else {"paired": paired}) is None
+
+
+# --- several processes per side (latency.processes, stats.decide_processes) ---
+
+
+def process_sides(rng: np.random.Generator, processes: int, shift: float = 1.0, run_bias_sd: float = 0.02,
+                  outlier: float = 1.0) -> list[np.ndarray]:
+    """One side's processes, each with its own bias (what issue 27 measured between processes);
+    ``outlier`` moves the last process's ratio on top (a process 6% off, as seen once in nine)."""
+    runs = simulated_runs(rng, processes, shift, run_bias_sd=run_bias_sd, pairs=16, blocks=3)
+    runs[-1] = runs[-1] * outlier
+    return runs
+
+
+def test_process_blocks_reads_the_run_and_its_replicas():
+    def paired(ratio: float) -> dict:
+        return {"reference_ms": [1.0] * 4, "case_ms": [ratio] * 4, "blocks": 2}
+
+    latency = {"paired": paired(2.0), "replicas": [{"paired": paired(2.2)}, {"paired": None}, "broken"]}
+    procs = process_blocks(latency)
+    assert [list(p) for p in procs] == [[2.0, 2.0], [2.2, 2.2]]  # broken replicas are left out
+    assert process_blocks({"replicas": [{"paired": paired(2.0)}]}) is None  # no pairs of its own
+
+
+def test_one_process_a_side_is_the_block_gate_and_says_so():
+    rng = np.random.default_rng(1)
+    a, b = simulated_runs(rng, 2)
+    single = decide_processes([a], [b])
+    assert {k: v for k, v in single.items() if k not in ("processes", "reason")} == {
+        k: v for k, v in decide_blocks(a, b).items() if k != "reason"}
+    assert single["processes"] == [1, 1] and "one process in baseline and current" in single["reason"]
+
+
+def test_an_outlying_process_is_no_false_alarm_with_three_a_side():
+    """The series issue 27 asked for: one process 6% off made a lone-process gate say "regressed"."""
+    rng = np.random.default_rng(2)
+    lone = []
+    pooled = []
+    for i in range(100):
+        base, cur = process_sides(rng, 3), process_sides(rng, 3, outlier=1.06)
+        one_base, one_cur = simulated_runs(rng, 2, run_bias_sd=0.02)
+        lone.append(decide_blocks(one_base, one_cur * 1.06, rng_seed=i)["decision"])
+        pooled.append(decide_processes(base, cur, rng_seed=i, n_boot=500)["decision"])
+    assert lone.count("regressed") >= 20  # the single outlying process against one base process
+    assert pooled.count("regressed") == 0
+    assert pooled.count("inconclusive") <= 2
+
+
+def test_three_processes_a_side_catch_real_slowdowns():
+    rng = np.random.default_rng(3)
+    for shift, minimum in ((1.15, 47), (1.2, 50)):
+        slow = [decide_processes(process_sides(rng, 3), process_sides(rng, 3, shift), rng_seed=i, n_boot=500)
+                for i in range(50)]
+        assert sum(r["decision"] == "regressed" for r in slow) >= minimum, [r["reason"] for r in slow]
+        assert all(r["processes"] == [3, 3] for r in slow)
