@@ -1,99 +1,20 @@
-"""A/A and injected slowdowns through the real flow: run one unchanged matrix as separate
-``pytest --matrix`` processes (default settings: tuning on), compare every pair of unchanged
-runs with the gate (false alarms), and every slowed run against every unchanged one (catches).
+"""A/A and injected slowdowns through the real flow: ``resnetbench gate-check --real-flow`` as a script.
 
-``--slow 0.15:4`` adds 4 runs whose cases (never the latency reference) wait 15% of each
-call's time (``slow_every_case.py``); runs are interleaved so that the machine's drift over
-the series lands on every kind alike. ``--hog-after S --hog-seconds T`` starts two busy-loop
-processes S seconds into the last run, for T seconds (what a second job on a 2-core runner does).
+    python benchmarks/aa_real_flow.py --runs 9 --slow 0.15:3 --slow 0.20:3 --out reports/aa/aa.json
 
-    python benchmarks/aa_real_flow.py --runs 9 --slow 0.15:4 --slow 0.20:4 --out reports/aa/aa.json
-    python benchmarks/aa_real_flow.py --runs 1 --hog-after 20 --hog-seconds 25 --out reports/hog.json
-
-Run it alone on the machine: anything else on the cores is what it measures. The summary
-counts, per comparison of two runs, whether the gate would exit 1 (any blocking decision),
-and per case its decision, grouped by dtype family and backend.
+(``resnetbench/tools/realflow.py`` says what it runs and measures.)
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import multiprocessing
-import os
-import subprocess
 import sys
-import threading
-import time
-from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
 
-from resnetbench.compare import BLOCKING, compare_results
+from resnetbench.tools.realflow import series
 
 HERE = Path(__file__).resolve().parent
-
-
-def spin(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
-def hog(after: float, seconds: float) -> None:
-    time.sleep(after)
-    procs = [multiprocessing.Process(target=spin, args=(seconds,)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-
-
-def run(matrix: Path, results: Path, hog_after: float | None, hog_seconds: float, slow: float = 0.0,
-        marks: str = "size or accuracy or latency") -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "pytest", "--matrix", str(matrix), "--results", str(results), "-q",
-           "-p", "no:cacheprovider", "-p", "slow_every_case", "-m", marks]
-    env = {**os.environ, "RESNETBENCH_SLOW_EVERY_CASE": str(slow),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
-    thread = None
-    if hog_after is not None:
-        thread = threading.Thread(target=hog, args=(hog_after, hog_seconds))
-        thread.start()
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    wall = time.perf_counter() - start
-    if thread is not None:
-        thread.join()
-    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
-    print(f"{results.name} (slow {slow:g}): {tail} ({wall:.0f} s)", flush=True)
-    data = json.loads(results.read_text())
-    data["_wall_s"] = wall
-    return data
-
-
-def group(case_id: str) -> str:
-    """dtype family and backend of a case id ({arch}-{dtype}-{compression}-{backend}-b{batch})."""
-    _, dtype, _, backend, _ = case_id.split("-", 4)
-    return f"{dtype}/{backend}"
-
-
-def compare(base: dict[str, Any], head: dict[str, Any]) -> dict[str, Any]:
-    records = compare_results(base, head)
-    return {"red": any(r["decision"] in BLOCKING for r in records),
-            "cases": {r["id"]: {"decision": r["decision"], "ratio": r.get("ratio"), "reason": r["reason"]}
-                      for r in records}}
-
-
-def summarize(comparisons: list[dict[str, Any]], expected: str) -> dict[str, Any]:
-    """Per kind of comparison: how many were red, and per group the case decisions."""
-    by_group: dict[str, Counter[str]] = defaultdict(Counter)
-    for comp in comparisons:
-        for case_id, rec in comp["cases"].items():
-            by_group[group(case_id)][rec["decision"]] += 1
-    caught = sum(all(rec["decision"] == expected for rec in comp["cases"].values()) for comp in comparisons)
-    return {"comparisons": len(comparisons), "red": sum(c["red"] for c in comparisons),
-            f"all_cases_{expected}": caught, "by_group": {g: dict(c) for g, c in sorted(by_group.items())}}
 
 
 def main() -> int:
@@ -107,40 +28,9 @@ def main() -> int:
     ap.add_argument("--hog-after", type=float, default=None)
     ap.add_argument("--hog-seconds", type=float, default=25.0)
     args = ap.parse_args()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    slow_runs = [(float(f), int(n)) for f, n in (spec.split(":") for spec in args.slow)]
-    # interleaved: clean, slow a, clean, slow b, ... so that drift over the series lands on every kind
-    queues = [[0.0] * args.runs] + [[fraction] * n for fraction, n in slow_runs]
-    order = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
-    runs: list[tuple[float, dict[str, Any]]] = []
-    for i, fraction in enumerate(order):
-        hog_after = args.hog_after if i == len(order) - 1 else None
-        name = f"{out.stem}-run{i + 1:02d}-slow{round(fraction * 100)}.json"
-        runs.append((fraction, run(Path(args.matrix), out.with_name(name), hog_after, args.hog_seconds, fraction,
-                                   args.marks)))
-    clean = [data for fraction, data in runs if fraction == 0.0]
-    stability = Counter((c.get("latency") or {}).get("stability", {}).get("verdict", "none")
-                        for data in clean for c in data["cases"])
-    machine = Counter((c.get("latency") or {}).get("stability", {}).get("machine", {}).get("verdict", "none")
-                      for data in clean for c in data["cases"])
-    aa = [compare(a, b) for a, b in itertools.combinations(clean, 2)]
-    summary: dict[str, Any] = {
-        "matrix": args.matrix, "order": order, "walls_s": [round(d["_wall_s"], 1) for _, d in runs],
-        "stability_verdicts": dict(stability), "machine_verdicts": dict(machine),
-        "aa": summarize(aa, "unchanged"),
-        "aa_alarms": [(i, cid, rec["decision"], rec["reason"]) for i, comp in enumerate(aa)
-                      for cid, rec in comp["cases"].items() if rec["decision"] in BLOCKING],
-    }
-    for fraction, _ in slow_runs:
-        slowed = [data for f, data in runs if f == fraction]
-        comps = [compare(base, head) for base in clean for head in slowed]
-        summary[f"slow{round(fraction * 100)}"] = summarize(comps, "regressed")
-        summary[f"slow{round(fraction * 100)}_ratios"] = sorted(
-            round(rec["ratio"], 3) for comp in comps for rec in comp["cases"].values() if rec["ratio"] is not None)
+    summary = series(args.matrix, args.runs, args.slow, Path(args.out), args.marks, args.hog_after, args.hog_seconds)
     print(json.dumps({k: v for k, v in summary.items() if not k.endswith("_ratios")}, indent=1))
-    out.write_text(json.dumps(summary, indent=1))
-    return 0 if not summary["aa"]["red"] else 1
+    return 0 if all(t["met"] for t in summary["targets"].values()) else 1
 
 
 if __name__ == "__main__":

@@ -404,6 +404,11 @@ def process_blocks(latency: dict[str, Any] | None) -> list[np.ndarray] | None:
 
 def _hierarchical_medians(procs: list[np.ndarray], rng: np.random.Generator, n_boot: int) -> np.ndarray:
     """Medians of n_boot two-level resamples: processes with replacement, then blocks within each."""
+    if len({p.size for p in procs}) == 1:  # the usual case, vectorised: every process cut into as many blocks
+        table, n_procs, n_blocks = np.stack(procs), len(procs), procs[0].size
+        picked = rng.integers(0, n_procs, size=(n_boot, n_procs, 1))
+        drawn = table[picked, rng.integers(0, n_blocks, size=(n_boot, n_procs, n_blocks))]
+        return np.median(drawn.reshape(n_boot, -1), axis=1)
     out = np.empty(n_boot)
     for b in range(n_boot):
         picked = rng.integers(0, len(procs), size=len(procs))

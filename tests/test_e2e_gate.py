@@ -88,3 +88,38 @@ def test_baseline_gate_passes_identical_code_and_fails_a_slowdown(pytester, run_
     assert "regressed" in out and "resnet18-fp32-none-eager-b1" in out
     assert main(["compare", str(baseline), str(baseline)]) == 0
     assert main(["compare", str(baseline), str(pytester.path / "missing.json")]) == 2
+
+
+def test_latency_is_replicated_in_fresh_processes_and_the_gate_pools_them(pytester, run_matrix, monkeypatch, capsys):
+    """latency.processes: the run re-times its latency cases in fresh processes; the gate resamples
+    processes, then blocks. A slowdown every process sees is caught; an unchanged run is not."""
+    pytester.makeconftest(SLOW_CONFTEST)
+    matrix = MATRIX.replace("latency: {warmup: 3, rounds: 40, pairs: 40}",
+                            "latency: {warmup: 3, rounds: 20, pairs: 40, blocks: 8, processes: 2}")
+    result, data = run_matrix(matrix, "-m", "latency")
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    lat = by_id(data)["resnet18-fp32-none-eager-b1"]["latency"]
+    assert lat["processes"] == 2 and len(lat["replicas"]) == 1
+    # each process timed its share of the pairs
+    assert len(lat["paired"]["reference_ms"]) == 20 and lat["paired"]["blocks"] == 4
+    replica = lat["replicas"][0]
+    assert len(replica["paired"]["case_ms"]) == 20 and replica["outcome"] == "passed"
+    assert replica["paired"]["case_ms"] != lat["paired"]["case_ms"]  # timed again, not copied
+    baseline = pytester.path / "baseline.json"
+    shutil.copy(pytester.path / "results.json", baseline)
+
+    monkeypatch.setenv("RB_INJECT_SLOWDOWN", "0.5")  # the replicas inherit it, as a pull request's code
+    result, data = run_matrix(matrix, "-m", "latency", "--baseline", str(baseline))
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*regressed*resnet18-fp32-none-eager-b1*"])
+    capsys.readouterr()
+    assert main(["compare", str(baseline), str(pytester.path / "results.json")]) == 1
+    assert "regressed" in capsys.readouterr().out
+    import json
+
+    from resnetbench.compare import compare_results
+
+    base, head = (json.loads(p.read_text()) for p in (baseline, pytester.path / "results.json"))
+    case = by_id({"cases": compare_results(base, head)})["resnet18-fp32-none-eager-b1"]
+    assert case["decision"] == "regressed" and case["latency"]["processes"] == [2, 2], case
+    assert "resampled by process then block" in case["latency"]["unit"]

@@ -226,3 +226,42 @@ def test_gate_check_runs_end_to_end_on_a_tiny_case(tmp_path: Any) -> None:
     assert all(r["fraction"] == 0.2 for r in slowed)
     assert {d["threshold"] for d in result["other_thresholds"]["0.05"]["pairs"]} == {0.05}
     assert "resnet18 fp32" in result["settings"]["reference"]["resnet18-fp32-none-eager-b1"]
+
+
+# --- across processes: gate-check --real-flow (resnetbench/tools/realflow.py) ---
+
+
+def _comparison(decisions: dict[str, str], red: bool) -> dict[str, Any]:
+    return {"red": red, "cases": {case: {"decision": d, "ratio": 1.0, "reason": ""} for case, d in decisions.items()}}
+
+
+def test_real_flow_summary_counts_red_comparisons_per_group_and_judges_the_targets() -> None:
+    from resnetbench.tools import realflow
+
+    ids = ("resnet18-fp32-none-eager-b1", "resnet18-int8-static-onnxruntime-b1")
+    aa = [_comparison(dict.fromkeys(ids, "unchanged"), False) for _ in range(29)]
+    aa.append(_comparison({ids[0]: "inconclusive", ids[1]: "unchanged"}, True))
+    slow = [_comparison(dict.fromkeys(ids, "regressed"), True) for _ in range(30)]
+    summary = {"aa": realflow.summarize(aa, "unchanged"), "slow15": realflow.summarize(slow, "regressed"),
+               "slow20": realflow.summarize(slow, "regressed")}
+    assert summary["aa"]["red"] == 1 and summary["aa"]["by_group"]["fp32/eager"] == {"unchanged": 29, "inconclusive": 1}
+    targets = realflow.verdict(summary)
+    assert all(t["met"] for t in targets.values()), targets  # 1 in 30 is the limit itself
+    aa.append(_comparison({ids[0]: "regressed", ids[1]: "unchanged"}, True))  # a false "regressed" fails, always
+    summary["aa"] = realflow.summarize(aa, "unchanged")
+    targets = realflow.verdict(summary)
+    assert not targets["aa_regressed"]["met"] and not targets["aa_red_max"]["met"]
+    missed = [_comparison({ids[0]: "unchanged", ids[1]: "regressed"}, True)] + slow[:29]
+    summary["slow20"] = realflow.summarize(missed, "regressed")
+    assert not realflow.verdict(summary)["slow20_caught_min"]["met"]  # a case missed is a comparison missed
+
+
+@pytest.mark.parametrize("argv", [["--real-flow", "no-such.yaml"],
+                                  ["--real-flow", "matrix.yaml", "--runs", "1"],
+                                  ["--real-flow", "matrix.yaml", "--slow", "fast"],
+                                  ["--real-flow", "matrix.yaml", "--slow", "0.15:0"]])
+def test_real_flow_refuses_bad_input_before_running_anything(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from resnetbench.cli import main
+
+    assert main(["gate-check", *argv]) == 2
+    assert "resnetbench gate-check: error: --" in capsys.readouterr().err

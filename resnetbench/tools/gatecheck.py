@@ -694,6 +694,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="input size of the ResNet-18 latency case timed at the end (default 224; 0 skips it)",
     )
     p.add_argument("--json", default=None, metavar="PATH", help="also write everything measured here")
+    real = p.add_argument_group("across processes (the real flow)")
+    real.add_argument("--real-flow", default=None, metavar="MATRIX",
+                      help="instead of pairs in this process, run MATRIX as separate `pytest --matrix` processes "
+                           "with its settings (tuning, latency.processes) and gate every pair of runs "
+                           "(resnetbench/tools/realflow.py); raw results go beside --json")
+    real.add_argument("--runs", type=int, default=9, help="unchanged runs of --real-flow (default 9: 36 A/A pairs)")
+    real.add_argument("--slow", action="append", default=[], metavar="FRACTION:RUNS",
+                      help="--real-flow runs with every case slowed by FRACTION, e.g. 0.15:3 (repeatable)")
     p.set_defaults(func=main)
     return p
 
@@ -713,6 +721,23 @@ def _print_case_lines(result: dict[str, Any]) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``gate-check`` from parsed arguments; 0 when every target holds, 1 otherwise."""
     from resnetbench.cache import default_cache_dir
+
+    if args.real_flow:
+        from resnetbench.tools import realflow
+
+        if not Path(args.real_flow).is_file() or args.runs < 2:
+            print(f"resnetbench gate-check: error: --real-flow {args.real_flow}: needs a matrix file and --runs >= 2",
+                  file=sys.stderr)
+            return 2
+        try:
+            slow = [(float(f), int(n)) for f, n in (spec.split(":") for spec in args.slow)]
+        except ValueError:
+            slow = []
+        if len(slow) != len(args.slow) or any(not 0 < f < 10 or n < 1 for f, n in slow):
+            print(f"resnetbench gate-check: error: --slow {args.slow}: each must be FRACTION:RUNS, e.g. 0.15:3",
+                  file=sys.stderr)
+            return 2
+        return realflow.main(args)
 
     if min(args.comparisons, args.rounds, args.pairs, args.blocks) < 1 or args.blocks > args.pairs:
         print("resnetbench gate-check: error: --comparisons, --rounds, --pairs and --blocks must be >= 1, "

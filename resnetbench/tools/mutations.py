@@ -112,9 +112,18 @@ MATRIX: dict[str, Any] = {
 }
 
 
-def damaged_matrix() -> dict[str, Any]:
-    """The pull request's matrix: one case removed, a new failing one, one failing in both runs."""
+def catalogue_matrix(tuning: bool = False) -> dict[str, Any]:
+    """The catalogue's matrix; ``tuning`` runs it with recipe choice on, as the default settings do
+    (each latency reference then runs the recipe its case runs)."""
     matrix = json.loads(json.dumps(MATRIX))
+    if tuning:
+        del matrix["tuning"]
+    return matrix
+
+
+def damaged_matrix(tuning: bool = False) -> dict[str, Any]:
+    """The pull request's matrix: one case removed, a new failing one, one failing in both runs."""
+    matrix = catalogue_matrix(tuning)
     vanish = next(d.case for d in DAMAGES if d.kind == "case vanishes")
     arch, dtype = vanish.split("-")[:2]
     matrix["matrix"]["include"] = [e for e in matrix["matrix"]["include"]
@@ -265,7 +274,7 @@ def _run(name: str, matrix: dict[str, Any], workdir: Path, cache: Path, damages:
     return data
 
 
-def run_catalogue(workdir: Path, cache: Path, progress: Any = lambda msg: None) -> dict[str, Any]:
+def run_catalogue(workdir: Path, cache: Path, progress: Any = lambda msg: None, tuning: bool = False) -> dict[str, Any]:
     """Run baseline, A/A and damaged, then gate each damage; returns the rows and the A/A verdict."""
     from resnetbench.compare import blocking, compare_results
     from resnetbench.records import BLOCKING
@@ -273,15 +282,15 @@ def run_catalogue(workdir: Path, cache: Path, progress: Any = lambda msg: None) 
     started = time.perf_counter()
     reruns: list[dict[str, Any]] = []
     progress("baseline run")
-    baseline = _run("baseline", MATRIX, workdir, cache, [], reruns)
+    baseline = _run("baseline", catalogue_matrix(tuning), workdir, cache, [], reruns)
     progress("A/A run")
-    aa = _run("aa", MATRIX, workdir, cache, [], reruns)
+    aa = _run("aa", catalogue_matrix(tuning), workdir, cache, [], reruns)
     progress("damaged run (own cache: every artifact rebuilt with its damage)")
     damaged_cache = workdir / "damaged-cache"
     if (cache / "weights").is_dir() and not (damaged_cache / "weights").exists():
         # The trained weights are not what a damage touches: reuse them, rebuild everything else.
         shutil.copytree(cache / "weights", damaged_cache / "weights")
-    damaged = _run("damaged", damaged_matrix(), workdir, damaged_cache, [d.kind for d in DAMAGES], reruns)
+    damaged = _run("damaged", damaged_matrix(tuning), workdir, damaged_cache, [d.kind for d in DAMAGES], reruns)
     by_comparison = {
         "baseline vs damaged": {r["id"]: r for r in compare_results(baseline, damaged)},
         "damaged vs damaged": {r["id"]: r for r in compare_results(damaged, damaged)},
@@ -348,6 +357,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, help="where the three runs write (default: a temporary directory)")
     p.add_argument("--cache-dir", default=None, help="artifact cache for the baseline and A/A runs")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the table and every decision")
+    p.add_argument("--tuning", action="store_true",
+                   help="choose recipes as the default settings do (the catalogue runs the default recipes otherwise)")
     p.set_defaults(func=main)
     return p
 
@@ -362,7 +373,8 @@ def main(args: argparse.Namespace) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir().resolve()
         try:
-            result = run_catalogue(workdir, cache, lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+            result = run_catalogue(workdir, cache, lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
+                                   tuning=args.tuning)
         except RuntimeError as exc:
             print(f"resnetbench mutations: error: {exc}", file=sys.stderr)
             return 2

@@ -1,9 +1,10 @@
-"""A pytest plugin for ``aa_real_flow.py``: every case's calls slowed by ``$RESNETBENCH_SLOW_EVERY_CASE``
+"""A pytest plugin for ``gate-check --real-flow``: every case's calls slowed by ``$RESNETBENCH_SLOW_EVERY_CASE``
 (a fraction, e.g. 0.15), the latency reference never.
 
 Each call waits that fraction of its own duration, as ``gate-check`` and the mutation catalogue
 inject it (``tools/gatecheck.py: SlowedRunner, wait_for``). Recipes are chosen before the wrap,
-so tuning sees the real runner. Load it with ``-p slow_every_case`` and this folder on PYTHONPATH.
+so tuning sees the real runner. Load it with ``-p resnetbench.tools.slow_every_case``; replicas
+(``latency.processes``) get the same command line, so they are slowed alike.
 """
 
 from __future__ import annotations
