@@ -59,7 +59,7 @@ SEED_MAX = 2**32 - 1  # numpy's limit; torch takes 64 bits, the suite adds small
 # run itself, the others re-time its latency cases on the warm cache), because a case's
 # case/reference ratio moves between processes more than within one (issue 27: ResNet-34
 # fp32 eager read 1.80 in eight processes and 1.90 in a ninth; one process per side gave
-# 4 false "regressed" in 36 A/A comparisons). The gate resamples processes, then blocks.
+# 4 false "regressed" in 36 A/A comparisons). The gate resamples processes (stats.decide_processes).
 LATENCY_DEFAULTS = {"warmup": 5, "rounds": 20, "pairs": 40, "blocks": 8, "retimes": 2, "processes": 3}
 PROCESSES_ENV = "RESNETBENCH_LATENCY_PROCESSES"
 
@@ -295,7 +295,7 @@ def json_schema(
                     "processes": {"type": "integer", "minimum": 1, "maximum": 20,
                                   "description": "separate processes that time each latency case (the run and "
                                                  "processes - 1 re-timings of its latency phase); the gate "
-                                                 "resamples processes, then blocks"},
+                                                 "resamples processes"},
                 },
             },
             "limits": {
