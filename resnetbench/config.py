@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import itertools
 import json
 import math
 import os
@@ -25,9 +26,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from resnetbench.architectures import ARCHITECTURES, BUILTIN_ARCHS
-from resnetbench.backends import BACKENDS
-from resnetbench.compress import COMPRESSIONS
+from resnetbench.architectures import ARCHITECTURES, BUILTIN_ARCHS, DEFAULT_ARCH
+from resnetbench.backends import BACKENDS, DEFAULT_BACKEND
+from resnetbench.compress import COMPRESSIONS, DEFAULT_COMPRESSION
 from resnetbench.formulas import DTYPE_BYTES
 from resnetbench.records import AXES
 from resnetbench.registry import Registry, RegistryError
@@ -1030,8 +1031,6 @@ def count_images(root: Path, enough: int | None = None) -> tuple[int, bool]:
 
 def _calibrating_methods(matrix: dict[str, Any]) -> list[str]:
     """The compression methods of the matrix's cases (after exclude and include) that calibrate."""
-    from resnetbench.matrix import expand_combinations  # matrix.py imports this module
-
     found = []
     for name in dict.fromkeys(combo["compression"] for combo in expand_combinations(matrix)):
         try:
@@ -1331,3 +1330,42 @@ def _pickle_problem(fh: Any, name: str, magic: bool = False) -> str | None:
     except (ValueError, EOFError) as exc:
         return f"is truncated or corrupt: {name} cannot be read ({_shown(str(exc), 100)})."
     return f"is truncated: {name} ends before its STOP."
+
+
+# --------------------------------------------------------------------------- axes
+
+AXIS_DEFAULTS: dict[str, Any] = {
+    "dtype": "fp32",
+    "compression": DEFAULT_COMPRESSION,
+    "backend": DEFAULT_BACKEND,
+    "batch": 1,
+}
+
+
+def _matches(entry: dict[str, Any], combo: dict[str, Any]) -> bool:
+    return all(combo.get(k) == v for k, v in entry.items() if k in AXES)
+
+
+def expand_combinations(matrix: dict[str, Any]) -> list[dict[str, Any]]:
+    """Axis combinations after exclude and include, each with its include overrides."""
+    axes = {axis: list(matrix.get(axis, [AXIS_DEFAULTS.get(axis)])) for axis in AXES}
+    if axes["arch"] == [None]:
+        axes["arch"] = [DEFAULT_ARCH]
+    if any(axis in matrix for axis in AXES):
+        combos = [dict(zip(AXES, values, strict=True)) for values in itertools.product(*axes.values())]
+    else:
+        combos = []  # include entries only: no base product (GitHub Actions does the same)
+    for entry in matrix.get("exclude", []):
+        combos = [c for c in combos if not _matches(entry, c)]
+    for entry in matrix.get("include", []):
+        matched = [c for c in combos if _matches(entry, c)]
+        overrides = entry.get("tolerances", {})
+        if matched:
+            for combo in matched:
+                combo.setdefault("tolerances", {}).update(overrides)
+        else:
+            new = {**{"arch": axes["arch"][0]}, **AXIS_DEFAULTS}
+            new.update({k: v for k, v in entry.items() if k in AXES})
+            new["tolerances"] = dict(overrides)
+            combos.append(new)
+    return combos

@@ -26,25 +26,22 @@ What a user writes always beats a built-in default.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnetbench.architectures import BUILTIN_ARCHS, DEFAULT_ARCH
-from resnetbench.backends import DEFAULT_BACKEND
-from resnetbench.compress import DEFAULT_COMPRESSION, get_method
-from resnetbench.config import AXES, Config, ConfigError, torchvision_weights_problem
+from resnetbench.architectures import BUILTIN_ARCHS
+from resnetbench.compress import get_method
+from resnetbench.config import (  # the axes and their expansion live with the schema they read
+    AXES,
+    Config,
+    ConfigError,
+    expand_combinations,
+    torchvision_weights_problem,
+)
 from resnetbench.formulas import DTYPE_BYTES
-
-AXIS_DEFAULTS: dict[str, Any] = {
-    "dtype": "fp32",
-    "compression": DEFAULT_COMPRESSION,
-    "backend": DEFAULT_BACKEND,
-    "batch": 1,
-}
 
 # Accuracy tolerances by dtype and by compression method (the metrics and why they are
 # centred: measure/accuracy.py). "Measured" figures: random seeded weights, 32 synthetic
@@ -107,35 +104,6 @@ class Case:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **self.axes(), "tolerances": self.tolerances, "settings": self.settings}
-
-
-def _matches(entry: dict[str, Any], combo: dict[str, Any]) -> bool:
-    return all(combo.get(k) == v for k, v in entry.items() if k in AXES)
-
-
-def expand_combinations(matrix: dict[str, Any]) -> list[dict[str, Any]]:
-    """Axis combinations after exclude and include, each with its include overrides."""
-    axes = {axis: list(matrix.get(axis, [AXIS_DEFAULTS.get(axis)])) for axis in AXES}
-    if axes["arch"] == [None]:
-        axes["arch"] = [DEFAULT_ARCH]
-    if any(axis in matrix for axis in AXES):
-        combos = [dict(zip(AXES, values, strict=True)) for values in itertools.product(*axes.values())]
-    else:
-        combos = []  # include entries only: no base product (GitHub Actions does the same)
-    for entry in matrix.get("exclude", []):
-        combos = [c for c in combos if not _matches(entry, c)]
-    for entry in matrix.get("include", []):
-        matched = [c for c in combos if _matches(entry, c)]
-        overrides = entry.get("tolerances", {})
-        if matched:
-            for combo in matched:
-                combo.setdefault("tolerances", {}).update(overrides)
-        else:
-            new = {**{"arch": axes["arch"][0]}, **AXIS_DEFAULTS}
-            new.update({k: v for k, v in entry.items() if k in AXES})
-            new["tolerances"] = dict(overrides)
-            combos.append(new)
-    return combos
 
 
 def default_tolerances(dtype: str, compression: str) -> dict[str, float]:

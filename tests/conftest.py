@@ -12,6 +12,8 @@ import pytest
 # pytester restores sys.modules after each test, and numpy's C extensions (numpy.fft via
 # scipy.stats) cannot load twice in one process: import what in-process `main([...])`
 # calls use before any test runs.
+import scipy.stats  # noqa: F401  (the gate's rank test imports it lazily, inside a test)
+
 import resnetbench.compare  # noqa: F401
 import resnetbench.report  # noqa: F401
 

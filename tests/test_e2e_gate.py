@@ -111,7 +111,7 @@ def test_latency_is_replicated_in_fresh_processes_and_the_gate_pools_them(pytest
     monkeypatch.setenv("RB_INJECT_SLOWDOWN", "0.5")  # the replicas inherit it, as a pull request's code
     result, data = run_matrix(matrix, "-m", "latency", "--baseline", str(baseline))
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*regressed*resnet18-fp32-none-eager-b1*"])
+    result.stdout.fnmatch_lines(["*resnet18-fp32-none-eager-b1*regressed*", "*gate FAILED*"])
     capsys.readouterr()
     assert main(["compare", str(baseline), str(pytester.path / "results.json")]) == 1
     assert "regressed" in capsys.readouterr().out
