@@ -365,11 +365,22 @@ def decide_blocks(
     pairs; the bootstrap and the rank test resample blocks, so drift within a run widens
     the interval as it should. Returns the same record as ``decide_latency``.
     """
-    base = _as_samples(base_blocks, "baseline blocks")
-    cur = _as_samples(cur_blocks, "current blocks")
+    return _decide_pooled([np.asarray(base_blocks, dtype=float)], [np.asarray(cur_blocks, dtype=float)],
+                          threshold, alpha, rng_seed, min_blocks, n_boot)
+
+
+def _decide_pooled(base_procs: Sequence[np.ndarray], cur_procs: Sequence[np.ndarray], threshold: float,
+                   alpha: float, rng_seed: int, min_blocks: int, n_boot: int) -> dict[str, Any]:
+    """The block rule on each side's processes: the pooled blocks' median ratio, an interval from
+    ``_process_medians`` (blocks for a side with one process, whole processes otherwise) and
+    the rank test on the pooled blocks."""
+    base = _as_samples(np.concatenate(list(base_procs)), "baseline blocks")
+    cur = _as_samples(np.concatenate(list(cur_procs)), "current blocks")
+    several = max(len(base_procs), len(cur_procs)) > 1
     record: dict[str, Any] = {
         "decision": "inconclusive", "ratio": None, "ci": None, "p_value": None, "reason": "",
-        "n": [int(base.size), int(cur.size)], "unit": "blocks of case/reference ratios",
+        "n": [int(base.size), int(cur.size)],
+        "unit": "blocks of case/reference ratios" + (", resampled by process" if several else ""),
         "threshold": threshold, "alpha": alpha,
     }
     if min(base.size, cur.size) < min_blocks:
@@ -377,7 +388,8 @@ def decide_blocks(
         return record
     ratio = float(np.median(cur) / np.median(base))
     rng = np.random.default_rng(rng_seed)
-    boot = _bootstrap_medians(cur, rng, n_boot) / _bootstrap_medians(base, rng, n_boot)
+    boot = (_process_medians([np.asarray(p, dtype=float) for p in cur_procs], rng, n_boot)
+            / _process_medians([np.asarray(p, dtype=float) for p in base_procs], rng, n_boot))
     lo, hi = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
     p = 1.0 if np.ptp(np.concatenate([base, cur])) == 0 else _rank_test_p(cur, base)
     record.update(ratio=ratio, ci=[lo, hi], p_value=p)
@@ -443,29 +455,7 @@ def decide_processes(
     ``decide_blocks``. ``processes`` records how many each side had, and the reason says
     when a side had one: the variance between processes was not measured for it.
     """
-    if len(base_procs) == 1 and len(cur_procs) == 1:
-        record = decide_blocks(base_procs[0], cur_procs[0], threshold, alpha, rng_seed, min_blocks=min_blocks,
-                               n_boot=n_boot)
-    else:
-        base = _as_samples(np.concatenate(list(base_procs)), "baseline blocks")
-        cur = _as_samples(np.concatenate(list(cur_procs)), "current blocks")
-        record = {
-            "decision": "inconclusive", "ratio": None, "ci": None, "p_value": None, "reason": "",
-            "n": [int(base.size), int(cur.size)],
-            "unit": "blocks of case/reference ratios, resampled by process",
-            "threshold": threshold, "alpha": alpha,
-        }
-        if min(base.size, cur.size) < min_blocks:
-            record["reason"] = f"too few blocks (n={min(base.size, cur.size)} < {min_blocks})"
-        else:
-            ratio = float(np.median(cur) / np.median(base))
-            rng = np.random.default_rng(rng_seed)
-            boot = (_process_medians([np.asarray(p, dtype=float) for p in cur_procs], rng, n_boot)
-                    / _process_medians([np.asarray(p, dtype=float) for p in base_procs], rng, n_boot))
-            lo, hi = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
-            p = 1.0 if np.ptp(np.concatenate([base, cur])) == 0 else _rank_test_p(cur, base)
-            record.update(ratio=ratio, ci=[lo, hi], p_value=p)
-            _apply_rule(record, ratio, lo, hi, p, threshold, alpha)
+    record = _decide_pooled(base_procs, cur_procs, threshold, alpha, rng_seed, min_blocks, n_boot)
     record["processes"] = [len(base_procs), len(cur_procs)]
     single = [side for side, procs in (("baseline", base_procs), ("current", cur_procs)) if len(procs) == 1]
     if single:
