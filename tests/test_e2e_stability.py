@@ -93,7 +93,10 @@ def test_disturbed_timings_are_retimed_or_marked_unstable(pytester, run_matrix, 
     assert hiccup["verdict"] == "retimed", hiccup
     # the plain loop's spread disturbs the absolute figures only (the pairs came after it): re-timed,
     # and the ratio the gate compares was never unstable
-    assert [a["verdict"] for a in hiccup["attempts"]] == ["disturbed", "stable"]
+    # (a re-timing runs its own loop, undisturbed by the fixture; the CI machine itself may still
+    # disturb it, which re-times again but never makes the ratio unstable: tests/FLAKES.md)
+    verdicts = [a["verdict"] for a in hiccup["attempts"]]
+    assert verdicts[0] == "disturbed" and len(verdicts) >= 2 and "unstable" not in verdicts, hiccup
     # disturbed for the injected reason (the calls' spread), not for a drift of the machine
     first = hiccup["attempts"][0]["reasons"]
     assert any("fastest call" in r or "interquartile" in r for r in first), hiccup["attempts"][0]
