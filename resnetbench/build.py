@@ -27,13 +27,13 @@ from torch import nn
 from resnetbench import data, tuning
 from resnetbench.backends import get_backend
 from resnetbench.backends.base import Backend, BuildContext, Recipe, Runner, files_bytes
+from resnetbench.backends.size import inventory
 from resnetbench.cache import ArtifactCache
 from resnetbench.compress import DEFAULT_COMPRESSION, get_method, structure
 from resnetbench.compress.base import Method, MethodContext
 from resnetbench.config import Config
 from resnetbench.environment import library_versions
 from resnetbench.matrix import Case
-from resnetbench.measure.size import inventory
 from resnetbench.weights import create_model, num_classes_for, weights_id
 
 
@@ -206,13 +206,16 @@ def load_deployed(config: Config, case: Case, cache: ArtifactCache, threads: int
 
 
 def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int, tune: bool = True,
-               timing_lock: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> Built:
+               timing_lock: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+               phase: Callable[[str], None] = lambda name: None) -> Built:
     """Make (or fetch from the cache) everything a case's tests need.
 
     ``tune=False`` loads the backend's default recipe whatever the matrix says (the latency
     reference does: it must not move with tuning). ``timing_lock`` is held while recipes are
-    timed (the suite passes ``quiet.exclusive``).
+    timed (the suite passes ``quiet.exclusive``). ``phase`` is told each phase as it starts
+    (``build``, ``export``, ``tuning``: the run's progress lines, progress.py).
     """
+    phase("build")
     backend = get_backend(case.backend)
     method = get_method(case.compression)
     ctx = context_for(config, case, threads)
@@ -231,6 +234,8 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int, t
         return {"files": exported.files, "export_s": exported.seconds, "notes": exported.notes, **exported.extra,
                 "torch_quant": quant_info}
 
+    if not cached:
+        phase("export")
     entry, meta = cache.get_or_build("artifacts", f"{case.backend}-{case.id}", desc, export)
     if meta.get("torch_quant"):
         # What quantizing cost when the artifact was made (this run may only have rebuilt structure).
@@ -250,6 +255,8 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int, t
 
     sample = torch.randn(case.batch, 3, config.input_size, config.input_size,
                          generator=torch.Generator().manual_seed(config.seed))
+    if tune and config.tuning.get("enabled", True):
+        phase("tuning")
     runner, recipe_choice = tuning.choose(
         case.backend, case.id, backend.recipes(case), config.tuning if tune else {"enabled": False}, load, sample,
         case.dtype, cache, entry.name, threads, timing_lock)

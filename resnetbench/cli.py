@@ -8,6 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from resnetbench.config import TRAIN_DEFAULTS
+
+CACHE_DIR_HELP = "artifact cache (default: $RESNETBENCH_CACHE or .resnetbench-cache)"
+
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -209,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check a matrix file; exit 2 with a clear message when it is wrong")
-    p.add_argument("matrix")
+    p.add_argument("matrix", help="the matrix file")
     p.add_argument("--list", action="store_true", help="also list the case ids")
     p.set_defaults(func=cmd_validate)
 
@@ -222,25 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sizes)
 
     p = sub.add_parser("recipes", help="each backend's run recipes per dtype (what tuning times; tuning.recipes pins)")
-    p.add_argument("backends", nargs="*", metavar="BACKEND")
+    p.add_argument("backends", nargs="*", metavar="BACKEND", help="only these backends (default: all)")
     p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("claims", help="check the guide's claims against measurements")
     p.add_argument("--only", nargs="*", metavar="CN", help="only these claims, e.g. C3 C4")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
     p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser("report", help="render the HTML comparison report from results files")
-    p.add_argument("results", nargs="+")
-    p.add_argument("-o", "--output", default="reports/report.html")
+    p.add_argument("results", nargs="+", help="results files (several: the shards of one run)")
+    p.add_argument("-o", "--output", default="reports/report.html", help="the HTML file to write")
     p.add_argument("--baseline", default=None, help="results file to compare against")
     p.add_argument("--summary", default=None, help="also write a Markdown summary here")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="fail-closed regression gate: exit 0 ok, 1 regressed/failed/missing/undecided, 2 bad input")
-    p.add_argument("baseline")
-    p.add_argument("current")
+    p.add_argument("baseline", help="the base run's results file")
+    p.add_argument("current", help="the head run's results file")
     p.add_argument("--threshold", type=float, default=None, help="relative slowdown that counts (default 0.10)")
     p.add_argument("--strict", action="store_true", help="refuse to compare runs from different machines")
     p.add_argument("--allow", action="append", default=[], metavar="PATTERN=REASON",
@@ -248,23 +252,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("merge", help="merge shard results into one file (exit 1: duplicate or missing cases)")
-    p.add_argument("results", nargs="+")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("results", nargs="+", help="the shards' results files")
+    p.add_argument("-o", "--output", required=True, help="the merged results file to write")
     p.add_argument("--allow-mixed", action="store_true",
                    help="merge files from different machines or library versions (refused by default)")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("shard", help="the case ids of one shard (what --shard K/N runs), or every shard's expected load")
-    p.add_argument("matrix")
-    p.add_argument("--shard", required=True, metavar="K/N")
+    p.add_argument("matrix", help="the matrix file")
+    p.add_argument("--shard", required=True, metavar="K/N", help="shard K of N (1-based)")
     p.add_argument("--durations-path", metavar="FILE", default=None, help="balance on this results file's durations")
     p.add_argument("--format", choices=["ids", "k", "loads"], default="ids",
                    help="ids (one per line), k (a pytest -k expression), loads (expected cost per shard)")
     p.set_defaults(func=cmd_shard)
 
     p = sub.add_parser("cache", help="show or clear the artifact cache")
-    p.add_argument("action", choices=["info", "clear"])
-    p.add_argument("--cache-dir", default=None)
+    p.add_argument("action", choices=["info", "clear"], help="show its entries and size, or empty it")
+    p.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
     p.set_defaults(func=cmd_cache)
 
     # The measuring tools: importing them imports no torch (only running them does).
@@ -277,12 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     gpucheck.add_parser(sub)
 
     p = sub.add_parser("train", help="train weights on the offline digits dataset")
-    p.add_argument("--arch", default="resnet18")
-    p.add_argument("--dataset", choices=["digits"], default="digits")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("-o", "--output", default="digits-weights.pt")
+    p.add_argument("--arch", default="resnet18", help="architecture to train")
+    p.add_argument("--dataset", choices=["digits"], default="digits", help="scikit-learn's bundled 8x8 digits")
+    p.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS["epochs"], help="training epochs (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batches")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("-o", "--output", default="digits-weights.pt", help="the checkpoint to write (a state dict)")
     p.set_defaults(func=cmd_train)
     return parser
 

@@ -19,7 +19,7 @@ import re
 import stat
 import zipfile
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,10 @@ import jsonschema
 import yaml
 
 from resnetbench.architectures import ARCHITECTURES, BUILTIN_ARCHS, DEFAULT_ARCH
-from resnetbench.backends import BACKENDS, DEFAULT_BACKEND
-from resnetbench.compress import COMPRESSIONS, DEFAULT_COMPRESSION
+from resnetbench.domain import DEFAULT_THRESHOLD
 from resnetbench.formulas import DTYPE_BYTES
 from resnetbench.records import AXES
+from resnetbench.registries import BACKENDS, COMPRESSIONS, DEFAULT_BACKEND, DEFAULT_COMPRESSION
 from resnetbench.registry import Registry, RegistryError
 
 __all__ = ["AXES", "Config", "ConfigError", "checkpoint_problem", "imagefolder_problem", "json_schema",
@@ -75,6 +75,11 @@ def default_latency_processes() -> int:
 
 # Recipe choice per artifact (tuning.py): on, 20 s of timing at most, nothing pinned.
 TUNING_DEFAULTS: dict[str, Any] = {"enabled": True, "budget_s": 20.0, "recipes": {}}
+# Per-layer profiles (backends/profile.py) and the deployment figures (measure/deployment.py),
+# when the matrix asks for them; training on the bundled digits (train.py).
+PROFILE_DEFAULTS: dict[str, Any] = {"calls": 20}
+DEPLOYMENT_DEFAULTS: dict[str, Any] = {"runs": 3}
+TRAIN_DEFAULTS: dict[str, Any] = {"dataset": "digits", "epochs": 8}
 RECIPE_NAME = r"^[a-z0-9][a-z0-9_.+-]{0,63}$"
 ACCURACY_METRICS = {
     # metric: (direction, description); "max" means the value must stay <= limit
@@ -98,9 +103,12 @@ METRIC_MAXIMUM = {"cosine": 1, "centered_cosine": 1, "top1_agreement": 1, "top5_
 # Settings some backends read from a case's settings (its method's compression_settings,
 # ``ctx.settings`` in backends/): accepted under every method that declares its own.
 BACKEND_SETTINGS: dict[str, Any] = {
-    "compute_units": {"type": "string", "enum": ["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"]},
-    "performance_hint": {"type": "string", "enum": ["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"]},
-    "save_optimized": {"type": "boolean"},
+    "compute_units": {"type": "string", "enum": ["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"],
+                      "description": "Core ML: the compute units a model may use"},
+    "performance_hint": {"type": "string", "enum": ["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"],
+                         "description": "OpenVINO: the compile-time performance hint"},
+    "save_optimized": {"type": "boolean",
+                       "description": "ONNX Runtime: also store the session's optimised graph"},
 }
 
 
@@ -138,18 +146,22 @@ def _settings_schemas(compressions: tuple[str, ...], archs: tuple[str, ...],
 
     out: dict[str, Any] = {}
     for name in compressions:
-        declared = None
+        declared, defaults = None, {}
         if (name in resolve) if resolve is not None else (name in COMPRESSIONS._builtin):
             try:
-                declared = COMPRESSIONS.get(name).settings_schema
+                method = COMPRESSIONS.get(name)
+                declared, defaults = method.settings_schema, dict(method.defaults)
             except Exception:  # a broken plugin fails where a matrix runs it, not here
                 declared = None
         if declared is None:
-            out[name] = {"type": "object"}
+            out[name] = {"type": "object", "description": f"settings of `{name}` (it declares none: any mapping)"}
             continue
-        properties = {key: named(prop) for key, prop in declared.items()}
+        # the method's defaults are defined once, on the method; the schema shows them
+        properties = {key: {**named(prop), **({"default": defaults[key]} if key in defaults else {})}
+                      for key, prop in declared.items()}
         properties.update({k: v for k, v in BACKEND_SETTINGS.items() if k not in properties})
-        out[name] = {"type": "object", "additionalProperties": False, "properties": properties}
+        out[name] = {"type": "object", "additionalProperties": False, "properties": properties,
+                     "description": f"settings of `{name}`"}
     return out
 
 
@@ -182,6 +194,13 @@ def json_schema(
         "backend": {"type": "string", "enum": list(backends)},
         "batch": {"type": "integer", "minimum": 1, "maximum": 4096},
     }
+    axis_docs = {
+        "arch": "architectures (the registry's names, plus the file's `architectures:`)",
+        "dtype": "arithmetic of the artifact; int8 needs an int8 compression method",
+        "compression": "compression methods (the registry's names, plus the file's `compressions:`)",
+        "backend": "runtimes (the registry's names, plus the file's `backends:`)",
+        "batch": "images per call",
+    }
     combo = {
         "type": "object",
         "additionalProperties": False,
@@ -202,19 +221,24 @@ def json_schema(
             "size": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "how far the artifact's bytes may be from the size formula",
                 "properties": {
-                    "relative": {"type": "number", "minimum": 0, "maximum": 1},
-                    "absolute_bytes": {"type": "integer", "minimum": 0},
+                    "relative": {"type": "number", "minimum": 0, "maximum": 1,
+                                 "description": "fraction of the formula (default 0.02)"},
+                    "absolute_bytes": {"type": "integer", "minimum": 0,
+                                       "description": "bytes on top of the fraction (default 262144)"},
                 },
             },
             "dtype": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "accuracy limits per dtype: metric -> limit (overrides the built-ins)",
                 "properties": {d: _tolerance_block() for d in DTYPES},
             },
             "compression": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "accuracy limits per compression method: metric -> limit",
                 "properties": {c: _tolerance_block() for c in compressions},
             },
         },
@@ -227,11 +251,14 @@ def json_schema(
                 "additionalProperties": False,
                 "required": ["source"],
                 "properties": {
-                    "source": {"type": "string", "enum": ["random", "torchvision", "path", "train"]},
-                    "seed": seed,
-                    "path": {"type": "string"},
-                    "dataset": {"type": "string", "enum": ["digits"]},
-                    "epochs": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    "source": {"type": "string", "enum": ["random", "torchvision", "path", "train"],
+                               "description": "where the weights come from"},
+                    "seed": {**seed, "description": "seed of random weights"},
+                    "path": {"type": "string", "description": "checkpoint file (source: path)"},
+                    "dataset": {"type": "string", "enum": ["digits"],
+                                "description": "training set (source: train; offline, bundled with scikit-learn)"},
+                    "epochs": {"type": "integer", "minimum": 1, "maximum": 1000,
+                               "description": "training epochs (source: train)"},
                 },
             },
         ]
@@ -244,17 +271,22 @@ def json_schema(
                 "additionalProperties": False,
                 "required": ["name"],
                 "properties": {
-                    "name": {"type": "string", "enum": ["synthetic", "digits", "imagefolder"]},
-                    "path": {"type": "string"},
-                    "labels": {"type": "string"},
-                    "calibration": {"type": "string"},
-                    "samples": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-                    "seed": seed,
+                    "name": {"type": "string", "enum": ["synthetic", "digits", "imagefolder"],
+                             "description": "synthetic images, scikit-learn's digits, or a folder of class folders"},
+                    "path": {"type": "string", "description": "the image folder (name: imagefolder)"},
+                    "labels": {"type": "string",
+                               "description": "JSON file mapping each class folder to a class index"},
+                    "calibration": {"type": "string",
+                                    "description": "folder of calibration images for static int8 (default: "
+                                                   "images of `path` the evaluation does not use)"},
+                    "samples": {"type": "integer", "minimum": 1, "maximum": 1_000_000,
+                                "description": "evaluation images"},
+                    "seed": {**seed, "description": "seed of the synthetic images and of the sample draw"},
                 },
             },
         ]
     }
-    return {
+    return _with_defaults({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "resnetbench matrix",
         "type": "object",
@@ -264,27 +296,37 @@ def json_schema(
             "matrix": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "the axes, expanded into every combination (as GitHub Actions' strategy.matrix)",
                 "properties": {
-                    **{name: axis(values) for name, values in axis_values.items()},
-                    "include": {"type": "array", "items": combo},
-                    "exclude": {"type": "array", "items": exclude_combo},
+                    **{name: {**axis(values), "description": axis_docs[name]} for name, values in axis_values.items()},
+                    "include": {"type": "array", "items": combo,
+                                "description": "adds tolerances to the combinations an entry matches, or a new "
+                                               "combination when it matches none"},
+                    "exclude": {"type": "array", "items": exclude_combo,
+                                "description": "drops every combination an entry matches"},
                 },
                 # Without an axis or an include entry there is nothing to expand.
                 "anyOf": [{"required": [name]} for name in (*AXES, "include")],
             },
-            "tolerances": tolerances,
-            "weights": weights,
-            "dataset": dataset,
-            "input_size": {"type": "integer", "minimum": 16, "maximum": 1024},
-            "seed": seed,
-            "threads": {"type": "integer", "minimum": 1, "maximum": 1024},
-            "allow_slow": {"type": "boolean"},
+            "tolerances": {**tolerances, "description": "size and accuracy tolerances for every case"},
+            "weights": {**weights, "description": "random (default), torchvision (from torch hub's directory; never "
+                                                  "downloaded), a checkpoint path, or {source: train, dataset: digits}"},
+            "dataset": {**dataset, "description": "the accuracy inputs (default: synthetic)"},
+            "input_size": {"type": "integer", "minimum": 16, "maximum": 1024,
+                           "description": "image height and width"},
+            "seed": {**seed, "description": "seed of everything random in a run"},
+            "threads": {"type": "integer", "minimum": 1, "maximum": 1024,
+                        "description": "intra-op threads of every backend (default: the machine's cores)"},
+            "allow_slow": {"type": "boolean",
+                           "description": "run accuracy and latency of fp16 on PyTorch's CPU backends (slow)"},
             "claims": {"type": "boolean", "description": "also check the guide's claims (default true)"},
             "latency": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "how each latency case is timed",
                 "properties": {
-                    "warmup": {"type": "integer", "minimum": 0, "maximum": 10_000},
+                    "warmup": {"type": "integer", "minimum": 0, "maximum": 10_000,
+                               "description": "untimed calls before the timing"},
                     "rounds": {"type": "integer", "minimum": 1, "maximum": 100_000,
                                "description": "timed calls in the pytest-benchmark loop (the reported latency)"},
                     "pairs": {"type": "integer", "minimum": 1, "maximum": 10_000,
@@ -304,16 +346,18 @@ def json_schema(
                 "additionalProperties": False,
                 "description": "per test of a case, enforced under --isolate (the worker is killed past them)",
                 "properties": {
-                    "timeout_s": {"type": "number", "exclusiveMinimum": 0},
-                    "memory_gb": {"type": "number", "exclusiveMinimum": 0},
+                    "timeout_s": {"type": "number", "exclusiveMinimum": 0,
+                                  "description": "seconds a test may run (default 1800)"},
+                    "memory_gb": {"type": "number", "exclusiveMinimum": 0,
+                                  "description": "resident GB a worker may hold (default 85% of the machine's memory)"},
                 },
             },
             "profile": {
                 "type": "object",
                 "additionalProperties": False,
-                "description": "per-layer profile of every latency case in a pass of its own (measure/profile.py)",
+                "description": "per-layer profile of every latency case in a pass of its own (backends/profile.py)",
                 "properties": {"calls": {"type": "integer", "minimum": 1, "maximum": 10_000,
-                                         "description": "profiled calls (default 20)"}},
+                                         "description": "profiled calls"}},
             },
             "deployment": {
                 "type": "object",
@@ -321,7 +365,7 @@ def json_schema(
                 "description": "measure each case's cold start and memory in fresh processes (measure/deployment.py)",
                 "properties": {
                     "runs": {"type": "integer", "minimum": 1, "maximum": 50,
-                             "description": "fresh processes per case (default 3)"},
+                             "description": "fresh processes per case"},
                 },
             },
             "tuning": {
@@ -340,14 +384,19 @@ def json_schema(
             "cache": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "the artifact cache",
                 "properties": {
-                    "dir": {"type": "string"},
-                    "max_gb": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000},
+                    "dir": {"type": "string",
+                            "description": "its directory (default: $RESNETBENCH_CACHE or .resnetbench-cache)"},
+                    "max_gb": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000,
+                               "description": "size above which the least recently used entries are evicted"},
                 },
             },
             "compression_settings": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "per method: the settings it declares (Method.settings_schema) and the backend "
+                               "settings compute_units, performance_hint, save_optimized",
                 "properties": _settings_schemas(compressions, archs, settings_of),
             },
             **{
@@ -362,13 +411,18 @@ def json_schema(
             "gate": {
                 "type": "object",
                 "additionalProperties": False,
+                "description": "the regression gate (resnetbench compare, --baseline)",
                 "properties": {
-                    "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10},  # as compare
+                    "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10,  # as compare
+                                  "description": "relative latency slowdown that counts"},
                     # deployment (cold start, memory) growth that counts (compare/rules.py)
-                    "memory_threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10},
-                    "cold_start_threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10},
+                    "memory_threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10,
+                                         "description": "relative growth of peak memory that counts (default 0.25)"},
+                    "cold_start_threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10,
+                                             "description": "relative growth of cold start that counts (default 0.25)"},
                     # cases the fail-closed gate lets through, each with the reason it prints
                     "allow": {
+                        "description": "cases the fail-closed gate lets through, each with the reason it prints",
                         "type": "array",
                         "items": {
                             "type": "object",
@@ -383,7 +437,31 @@ def json_schema(
                 },
             },
         },
-    }
+    })
+
+
+def _with_defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    """Each key's default, shown in the schema (editors, ``resnetbench schema``, the docs' matrix
+    reference) from the one place that defines it: the ``*_DEFAULTS`` tables and ``Config``'s fields."""
+    props = schema["properties"]
+    sections = {"latency": {**LATENCY_DEFAULTS, "processes": default_latency_processes()},
+                "tuning": TUNING_DEFAULTS, "profile": PROFILE_DEFAULTS, "deployment": DEPLOYMENT_DEFAULTS,
+                "gate": {"threshold": DEFAULT_THRESHOLD}}
+    for section, defaults in sections.items():
+        for key, value in defaults.items():
+            props[section]["properties"][key]["default"] = value
+    weights = props["weights"]["oneOf"][1]["properties"]
+    for key, value in TRAIN_DEFAULTS.items():
+        weights[key]["default"] = value
+    for item in fields(Config):
+        if item.name in props and not isinstance(item.default, type(MISSING)) and item.default is not None:
+            props[item.name]["default"] = item.default
+    props["weights"]["default"] = "random"
+    props["dataset"]["default"] = "synthetic"
+    for axis, value in AXIS_DEFAULTS.items():
+        if value is not None:
+            props["matrix"]["properties"][axis]["default"] = [value]
+    return schema
 
 
 @dataclass(frozen=True)
@@ -870,7 +948,7 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
     if weights["source"] == "train":
         # Trained at the size the matrix evaluates at: a model trained on 32x32 digits is at
         # chance on 64x64 ones (measured: fp32 top-1 9.4% on 10 classes, undecidable).
-        weights = {"dataset": "digits", "epochs": 8, **weights, "size": data.get("input_size", 224)}
+        weights = {**TRAIN_DEFAULTS, **weights, "size": data.get("input_size", 224)}
     kwargs["weights"] = {"seed": data.get("seed", 0), **weights}
     dataset = data.get("dataset", "synthetic")
     if isinstance(dataset, str):
@@ -914,9 +992,9 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
     if "gate" in data:
         kwargs["gate"] = dict(data["gate"])
     if "profile" in data:
-        kwargs["profile"] = {"calls": 20, **(data["profile"] or {})}
+        kwargs["profile"] = {**PROFILE_DEFAULTS, **(data["profile"] or {})}
     if "deployment" in data:
-        kwargs["deployment"] = {"runs": 3, **(data["deployment"] or {})}
+        kwargs["deployment"] = {**DEPLOYMENT_DEFAULTS, **(data["deployment"] or {})}
     if "tuning" in data:
         kwargs["tuning"] = {**TUNING_DEFAULTS, **data["tuning"], "recipes": dict(data["tuning"].get("recipes") or {})}
     return Config(**kwargs)

@@ -35,7 +35,7 @@ def library_versions() -> dict[str, str]:
 
 def _backend_libraries() -> list[str]:
     """Packages the registered backends require, in registry order (each once)."""
-    from resnetbench.backends import BACKENDS
+    from resnetbench.registries import BACKENDS
     from resnetbench.registry import RegistryError
 
     names: list[str] = []

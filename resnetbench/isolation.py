@@ -18,7 +18,7 @@ this module adds what it lacks:
   them as errors with the reason. Every other case, before and after, runs as usual.
 
 The watchdog costs one small process per worker waking every ``POLL_S``; timings are not
-disturbed beyond that (see the README for the measured cost per case).
+disturbed beyond that (docs/getting-started.md has the measured cost per case).
 """
 
 from __future__ import annotations

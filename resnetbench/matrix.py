@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from resnetbench.architectures import BUILTIN_ARCHS
-from resnetbench.compress import get_method
 from resnetbench.config import (  # the axes and their expansion live with the schema they read
     AXES,
     Config,
@@ -41,7 +39,9 @@ from resnetbench.config import (  # the axes and their expansion live with the s
     expand_combinations,
     torchvision_weights_problem,
 )
+from resnetbench.domain import DEFAULT_SIZE_TOLERANCE, Case  # re-exported: the vocabulary lives in the leaf
 from resnetbench.formulas import DTYPE_BYTES
+from resnetbench.registries import get_method
 
 # Accuracy tolerances by dtype and by compression method (the metrics and why they are
 # centred: measure/accuracy.py). "Measured" figures: random seeded weights, 32 synthetic
@@ -77,33 +77,6 @@ DEFAULT_TOLERANCES: dict[str, dict[str, dict[str, float]]] = {
     },
 }
 # A compression method's own defaults are declared with it (``Method.tolerances``, compress/).
-DEFAULT_SIZE_TOLERANCE = {"relative": 0.02, "absolute_bytes": 256 * 1024}
-
-
-@dataclass(frozen=True)
-class Case:
-    """One combination of the matrix: the id is the key everywhere (tests, results, cache)."""
-
-    arch: str
-    dtype: str
-    compression: str
-    backend: str
-    batch: int
-    tolerances: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
-    size_tolerance: dict[str, float] = field(
-        default_factory=lambda: dict(DEFAULT_SIZE_TOLERANCE), compare=False, hash=False
-    )
-    settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def id(self) -> str:
-        return f"{self.arch}-{self.dtype}-{self.compression}-{self.backend}-b{self.batch}"
-
-    def axes(self) -> dict[str, Any]:
-        return {axis: getattr(self, axis) for axis in AXES}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, **self.axes(), "tolerances": self.tolerances, "settings": self.settings}
 
 
 def default_tolerances(dtype: str, compression: str) -> dict[str, float]:

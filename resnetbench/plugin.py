@@ -72,6 +72,12 @@ class RunState:
     isolation_dir: Path | None = None  # under xdist: where workers' watchdogs and faulthandlers write
     guard: Any = None  # worker: its isolation.WorkerGuard
     replica: bool = False  # --latency-replica: re-times another run's latency cases, nothing more
+    progress: Any = None  # serial runs: a progress.Progress that prints each case's phases
+
+    def phase(self, case: Any, name: str) -> None:
+        """Say that ``case`` starts phase ``name`` (nothing where no progress is shown)."""
+        if self.progress is not None:
+            self.progress.phase(case.id, name)
 
     @property
     def runs_claims(self) -> bool:
@@ -497,17 +503,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if state is None:
         return
     _mark_gpu_cases(items)
-    dropped = [i for i in items if _test_key(i) in state.resumed]  # --resume: finished before the kill
+    why: dict[str, list[pytest.Item]] = {
+        "finished before the run was killed (--resume)": [i for i in items if _test_key(i) in state.resumed]}
     if not state.runs_claims:
         # `claims: false` in the matrix, or a shard other than the first: the claim test is not
         # a skipped test, it is not there.
-        dropped += [i for i in items if getattr(i, "originalname", "") == "test_claim"]
+        why["test_claim: " + ("the matrix sets claims: false" if not state.config.claims else
+                              "the claims run in shard 1 only")] = [
+            i for i in items if getattr(i, "originalname", "") == "test_claim"]
     if state.config.deployment is None:
         # Without `deployment:` in the matrix the test is not there (not a skipped test per case).
-        dropped += [i for i in items if getattr(i, "originalname", "") == "test_deployment"]
+        why["test_deployment: the matrix has no deployment: section"] = [
+            i for i in items if getattr(i, "originalname", "") == "test_deployment"]
+    dropped = [i for group in why.values() for i in group]
+    state.memo["deselected"] = {reason: len(group) for reason, group in why.items() if group}
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [i for i in items if i not in dropped]
+    _start_progress(config, state, items)
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """Say why tests were deselected (pytest's header only counts them)."""
+    state = config.stash.get(STATE, None)
+    if state is None or state.role == "worker":
+        return []
+    return [f"resnetbench: {count} deselected: {reason}" for reason, count in state.memo.get("deselected", {}).items()]
+
+
+def _start_progress(config: pytest.Config, state: RunState, items: list[pytest.Item]) -> None:
+    """Phase lines with an estimate of the time left, for a serial run that prints (not ``-qq``)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if state.role != "serial" or state.replica or reporter is None or config.get_verbosity() < -1:
+        return
+    from resnetbench.progress import Progress
+    from resnetbench.shard import expected_costs
+
+    selected = {getattr(getattr(i, "callspec", None), "params", {}).get("case") for i in items}
+    cases = [c for c in state.cases if c in selected]
+    state.progress = Progress(reporter.write_line, expected_costs(cases, state.config.input_size))
 
 
 def _mark_gpu_cases(items: list[pytest.Item]) -> None:
@@ -686,6 +720,9 @@ def _replicate_latency(session: pytest.Session, state: RunState) -> None:
     select = " or ".join(f"[{case_id}]" for case_id in timed)
     with tempfile.TemporaryDirectory(prefix="resnetbench-replica-") as tmp:
         for i in range(1, wanted):
+            if state.progress is not None:
+                state.progress.note(f"latency process {i + 1}/{wanted}: re-timing {len(timed)} case(s) in a fresh "
+                                    f"process (latency.processes)")
             out = Path(tmp) / f"replica{i}.json"
             cmd = [sys.executable, "-m", "pytest", *args, "-m", "latency", "-k", select, "--results", str(out),
                    "--report", "", "--summary", "", "--baseline", "", "--latency-replica", "-q",

@@ -12,8 +12,8 @@ from typing import Any, ClassVar, Self
 
 # What a case (or one of its tests) ended as, worst first after "passed".
 OUTCOMES = ("passed", "failed", "skipped", "error")
-# The matrix axes every case has, in case-id order.
-AXES = ("arch", "dtype", "compression", "backend", "batch")
+from resnetbench.domain import AXES as AXES  # noqa: E402 (re-exported: the results vocabulary)
+
 # An accuracy verdict: "undecidable" is never shown or counted as passed.
 ACCURACY_VERDICTS = ("passed", "failed", "undecidable")
 # A latency record's stability after re-timing (measure/stability.py).
@@ -143,7 +143,7 @@ class _Record:
 
 @dataclass
 class SizeRecord(_Record):
-    """The size test: closed-form bytes against the artifact's (``measure/size.py::size_record``)."""
+    """The size test: closed-form bytes against the artifact's (``backends/size.py::size_record``)."""
 
     params: int | None = None
     dtype: str | None = None
@@ -216,7 +216,7 @@ class LatencyRecord(_Record):
     processes: int | None = None
     stability: dict[str, Any] | None = None  # verdict: STABILITY_VERDICTS
     timed_outputs: dict[str, Any] | None = None  # every timed call's output checked (measure/timed_outputs.py)
-    profile: dict[str, Any] | None = None  # per-unit times from the backend's profiler (measure/profile.py)
+    profile: dict[str, Any] | None = None  # per-unit times from the backend's profiler (backends/profile.py)
     threads: int | None = None
     ran_alone: bool | None = None
     foreign_load_cores: float | None = None

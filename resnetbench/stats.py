@@ -27,7 +27,7 @@ little differently in one run than in the next: 0.4-2% here); the rule's floor o
 the threshold on the point estimate is what keeps that from false alarms.
 
 ``resnetbench gate-check`` measures the resulting error rates on real runs; its figures
-are in the README. Results files without reference pairs (made by other tools, or edited)
+are in docs/gate.md. Results files without reference pairs (made by other tools, or edited)
 fall back to the sample-level test below, normalised by the run's calibration kernel.
 
 Fallback for files without pairs (``decide_latency``)
@@ -101,10 +101,8 @@ from typing import Any
 
 import numpy as np
 
-# 10% for every comparison, within one job or against a stored baseline: at 5% the
-# case/reference ratio's own run-to-run movement (1.3-2% here) left A/A false alarms at
-# about 1 in 100 in gate-check, the target's limit (README, "The regression gate, measured").
-DEFAULT_THRESHOLD = 0.10
+from resnetbench.domain import DEFAULT_THRESHOLD as DEFAULT_THRESHOLD  # re-exported for compare
+
 MIN_SAMPLES = 10
 # The rank test's level. On raw samples (the fallback) 0.01. On 8 + 8 blocks the exact
 # Mann-Whitney p-values are coarse (... 0.0070, 0.0104, 0.0148 ...), and 0.01 fell just

@@ -15,6 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from resnetbench import data
+from resnetbench.config import TRAIN_DEFAULTS
 from resnetbench.models import build_model
 
 DEFAULT_SIZE = 32
@@ -22,7 +23,7 @@ DEFAULT_SIZE = 32
 
 def train_digits(
     arch: str,
-    epochs: int = 8,
+    epochs: int = TRAIN_DEFAULTS["epochs"],
     seed: int = 0,
     size: int = DEFAULT_SIZE,
     batch_size: int = 64,

@@ -29,7 +29,6 @@ from typing import Any
 import torch
 
 from resnetbench.backends.base import Recipe, Runner
-from resnetbench.measure.timed_outputs import rel_l2
 
 PROTOCOL = 3  # bump when the way recipes are checked or timed changes: cached choices are then made again
 # (3: non-finite outputs rejected; a cached choice of 2 may be a recipe that returned NaN)
@@ -64,6 +63,13 @@ class Trial:
             return {"rejected": self.rejected, "load_s": round(self.load_s, 3)}
         return {"median_ms": round(self.median_ms, 4), "block_medians_ms": [round(v, 4) for v in self.block_medians_ms],
                 "load_s": round(self.load_s, 3)}
+
+
+def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Relative L2 distance, in float64: the parity a recipe must keep with the default recipe's
+    outputs (and the timed calls' with the accuracy pass's, measure/timed_outputs.py)."""
+    ref64 = ref.double()
+    return float((out.double() - ref64).norm() / ref64.norm().clamp_min(1e-30))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ import torchvision
 from torch import nn
 
 from resnetbench.cache import ArtifactCache, default_cache_dir
+from resnetbench.config import TRAIN_DEFAULTS
 from resnetbench.models import WeightsError, build_model
 from resnetbench.train import DEFAULT_SIZE, train_digits
 
@@ -129,7 +130,7 @@ def trained_model(arch: str, weights: dict[str, Any], cache: ArtifactCache | Non
     seed = weights.get("seed", 0)
 
     def train(out: Path) -> dict[str, Any]:
-        model, info = train_digits(arch, epochs=weights.get("epochs", 8), seed=seed,
+        model, info = train_digits(arch, epochs=weights.get("epochs", TRAIN_DEFAULTS["epochs"]), seed=seed,
                                    size=weights.get("size", DEFAULT_SIZE))
         torch.save(model.state_dict(), out / "model.pt")
         return {"files": ["model.pt"], "training": info}

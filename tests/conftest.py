@@ -25,12 +25,62 @@ pytest_plugins = ["pytester"]
 os.environ.setdefault("RESNETBENCH_CACHE_KEY", "resnetbench-test-session")
 
 
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("resnetbench-tests", "resnetbench's own test suite")
+    group.addoption("--test-shard", metavar="K/N", default=None,
+                    help="run shard K of N of the selected tests, balanced on the durations in tests/durations.json "
+                         "(CI's slow-tier jobs)")
+    group.addoption("--store-test-durations", metavar="PATH", default=None,
+                    help="write each test's duration (setup + call + teardown, seconds) to this JSON file")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # One latency process per run unless a test's matrix says otherwise: the end-to-end runs check
     # the flow, and replicas (latency.processes, default 3) would triple every timed run's cost.
     # Not for `pytest --matrix` itself, which loads this file too when run from the repository.
     if not config.getoption("matrix", None):
         os.environ.setdefault("RESNETBENCH_LATENCY_PROCESSES", "1")
+    store = config.getoption("store_test_durations", None)
+    if store and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(DurationRecorder(Path(store)), "resnetbench-test-durations")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--test-shard K/N``: keep shard K's tests. Each test costs its stored duration (the median
+    of the stored ones when it has none); shards are dealt most expensive first, each test to the
+    least loaded shard (resnetbench.shard.assign, the matrix's own balancing)."""
+    text = config.getoption("test_shard")
+    if not text or config.getoption("matrix", None):
+        return
+    from resnetbench.shard import assign, parse_shard
+
+    try:
+        k, n = parse_shard(text)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--test-shard: {exc}") from None
+    stored = json.loads(DURATIONS.read_text(encoding="utf-8")) if DURATIONS.exists() else {}
+    typical = sorted(stored.values())[len(stored) // 2] if stored else 1.0
+    shard_of = assign({item.nodeid: stored.get(item.nodeid, typical) for item in items}, n)
+    keep = [item for item in items if shard_of[item.nodeid] == k - 1]
+    config.hook.pytest_deselected(items=[item for item in items if shard_of[item.nodeid] != k - 1])
+    items[:] = keep
+
+
+class DurationRecorder:
+    """``--store-test-durations``: each test's seconds (setup + call + teardown), from the reports the
+    main process sees (pytest-xdist's controller gets its workers')."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.durations = path, {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.durations[report.nodeid] = round(self.durations.get(report.nodeid, 0.0) + report.duration, 3)
+
+    def pytest_sessionfinish(self) -> None:
+        self.path.write_text(json.dumps(dict(sorted(self.durations.items())), indent=0) + "\n", encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Per-layer profiles and blame (measure/profile.py): a slowdown injected in one block is
+"""Per-layer profiles and blame (backends/profile.py): a slowdown injected in one block is
 blamed on that block, on eager PyTorch, ONNX Runtime, OpenVINO and TorchScript (both of
 its recipes), and compare says where."""
 
@@ -17,9 +17,7 @@ import torch
 from resnetbench.backends.base import DEFAULT_RECIPE
 from resnetbench.backends.compile import CompileBackend, profiling_package
 from resnetbench.backends.eager import EagerRunner
-from resnetbench.compare.rules import compare_results
-from resnetbench.matrix import Case
-from resnetbench.measure.profile import (
+from resnetbench.backends.profile import (
     align_units,
     blame,
     format_blame,
@@ -32,6 +30,8 @@ from resnetbench.measure.profile import (
     torchscript_op_units,
     unit_of,
 )
+from resnetbench.compare.rules import compare_results
+from resnetbench.matrix import Case
 
 ARCH = '''
 import os
@@ -105,7 +105,7 @@ def test_operators_that_ran_are_aligned_with_the_recorded_graph() -> None:
 
 
 def test_backend_node_names_are_traced_back_to_exported_nodes() -> None:
-    from resnetbench.measure.profile import _scope_of
+    from resnetbench.backends.profile import _scope_of
 
     scopes = {"node_Conv_292": "conv1", "relu_1": "layer1.0.relu", "node_add_2": "layer3.0"}
     by_length = sorted(scopes, key=len, reverse=True)

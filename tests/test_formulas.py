@@ -149,7 +149,7 @@ def test_folded_formula_equals_a_really_folded_model(arch: str, dtype: str, bias
     import torchvision
     from torch.fx.experimental.optimization import fuse
 
-    from resnetbench.measure.size import folded_formula, inventory
+    from resnetbench.backends.size import folded_formula, inventory
 
     model = getattr(torchvision.models, arch)(num_classes=10).eval()
     folded = fuse(model)

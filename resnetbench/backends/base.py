@@ -23,11 +23,11 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from resnetbench.backends.size import Inventory, float_formula, int8_formula
 from resnetbench.compress import get_method
 from resnetbench.compress.base import Method
 from resnetbench.formulas import QuantLayout, SizeFormula
 from resnetbench.matrix import Case
-from resnetbench.measure.size import Inventory, float_formula, int8_formula
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -137,7 +137,7 @@ class Backend:
     def profile(self, runner: Runner, x: torch.Tensor, *, model: nn.Module, entry: Path, meta: dict[str, Any],
                 threads: int, recipe: Recipe, calls: int) -> dict[str, Any] | None:
         """Per-unit times of ``runner`` on ``x`` from this backend's own profiler
-        (``measure/profile.py``), or None when the backend has none wired in. ``model`` is
+        (``backends/profile.py``), or None when the backend has none wired in. ``model`` is
         the case's model as exported; ``meta`` the artifact's metadata (what its export recorded)."""
         return None
 
@@ -154,7 +154,7 @@ class Backend:
 
         Default: parameters at the dtype with BatchNorm kept, as state_dicts, ONNX and
         OpenVINO IR store them; int8 (``scheme`` set) through ``int8_layout``. A converter
-        that folds BatchNorm away overrides this with ``measure.size.folded_formula``.
+        that folds BatchNorm away overrides this with ``backends.size.folded_formula``.
         """
         if scheme is not None:
             return int8_formula(inv, self.int8_layout(scheme))

@@ -22,10 +22,10 @@ from torch import nn
 
 from resnetbench.backends.base import BuildContext, Exported, Recipe, Timer
 from resnetbench.backends.eager import FP16_SLOW, EagerRunner, torch_input
+from resnetbench.backends.profile import exported_op_units, profile_torch_ops
 from resnetbench.backends.torch_module import TorchModuleBackend
 from resnetbench.cache import verified_copy
 from resnetbench.matrix import Case
-from resnetbench.measure.profile import exported_op_units, profile_torch_ops
 
 PACKAGE = "compiled.pt2"
 
@@ -67,7 +67,7 @@ class CompileBackend(TorchModuleBackend):
     def profile(self, runner: Any, x: torch.Tensor, *, model: nn.Module, entry: Path, meta: dict[str, Any],
                 threads: int, recipe: Recipe, calls: int) -> dict[str, Any] | None:
         # The timed package runs uninstrumented code that torch.profiler cannot see into: a package
-        # of its own, compiled with per-kernel profiling, is profiled instead (measure/profile.py).
+        # of its own, compiled with per-kernel profiling, is profiled instead (backends/profile.py).
         native = runner.prepare(x)
         with Timer() as t, tempfile.TemporaryDirectory(prefix="resnetbench-profile-") as tmp:
             profiled, op_units = profiling_package(model, native, Path(tmp))

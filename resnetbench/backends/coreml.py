@@ -36,10 +36,10 @@ import torch
 from torch import nn
 
 from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, quiet_output, record_warnings
+from resnetbench.backends.size import Inventory, folded_formula
 from resnetbench.compress.base import INT8_DYNAMIC
 from resnetbench.formulas import QuantLayout, SizeFormula
 from resnetbench.matrix import Case
-from resnetbench.measure.size import Inventory, folded_formula
 
 PACKAGE = "model.mlpackage"
 DEPLOYMENT_TARGET = "iOS16"

@@ -101,7 +101,7 @@ class EagerBackend(TorchModuleBackend):
 
     def profile(self, runner: Any, x: torch.Tensor, *, model: nn.Module, entry: Path, meta: dict[str, Any],
                 threads: int, recipe: Recipe, calls: int) -> dict[str, Any] | None:
-        from resnetbench.measure.profile import profile_torch_module
+        from resnetbench.backends.profile import profile_torch_module
 
         if not isinstance(runner, EagerRunner) or not isinstance(runner.model, nn.Module):
             return None

@@ -40,11 +40,11 @@ from torch import nn
 
 from resnetbench.architectures import ARCHITECTURES
 from resnetbench.backends.base import Backend, BuildContext, Exported, Timer, quiet_output, record_warnings
+from resnetbench.backends.size import Inventory, folded_formula
 from resnetbench.compress import get_method, structure
 from resnetbench.compress.base import INT8_DYNAMIC, INT8_STATIC
 from resnetbench.formulas import QuantLayout, SizeFormula
 from resnetbench.matrix import Case
-from resnetbench.measure.size import Inventory, folded_formula
 
 MODEL = "model.tflite"
 

@@ -158,7 +158,7 @@ class OnnxRuntimeBackend(Backend):
 
     def profile(self, runner: Any, x: torch.Tensor, *, model: nn.Module, entry: Path, meta: dict[str, Any],
                 threads: int, recipe: Recipe, calls: int) -> dict[str, Any] | None:
-        from resnetbench.measure.profile import profile_onnxruntime
+        from resnetbench.backends.profile import profile_onnxruntime
 
         if not isinstance(runner, OrtRunner):
             return None

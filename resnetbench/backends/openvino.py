@@ -20,10 +20,10 @@ from torch import nn
 from resnetbench.backends import onnx_quantize
 from resnetbench.backends.base import Backend, BuildContext, Exported, Recipe, Timer
 from resnetbench.backends.onnxruntime import export_for_onnx
+from resnetbench.backends.profile import onnx_node_scopes, profile_openvino
 from resnetbench.compress.base import INT8_STATIC
 from resnetbench.formulas import QuantLayout
 from resnetbench.matrix import Case
-from resnetbench.measure.profile import onnx_node_scopes, profile_openvino
 
 PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
 

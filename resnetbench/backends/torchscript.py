@@ -14,10 +14,10 @@ from torch import nn
 
 from resnetbench.backends.base import BuildContext, Exported, Recipe, Timer, record_warnings
 from resnetbench.backends.eager import FP16_SLOW, EagerRunner, torch_input, uses_channels_last
+from resnetbench.backends.profile import profile_torch_ops, torchscript_op_units
 from resnetbench.backends.torch_module import TorchModuleBackend
 from resnetbench.cache import verified_copy
 from resnetbench.matrix import Case
-from resnetbench.measure.profile import profile_torch_ops, torchscript_op_units
 
 RECIPES = (
     Recipe("frozen", {"optimize": False}, "the frozen, traced module as saved"),

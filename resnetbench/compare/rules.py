@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from resnetbench.measure.profile import blame, format_blame
+from resnetbench.backends.profile import blame, format_blame
 from resnetbench.records import BLOCKING, DECISIONS, lookup
 from resnetbench.results import ResultsError
 from resnetbench.stats import (

@@ -110,9 +110,10 @@ METHOD = Method(
     accuracy_reference="teacher",
     settings_schema={
         "teacher": {"type": "string", "x-names": "architectures", "description": "the teacher's architecture"},
-        "temperature": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
+        "temperature": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000,
+                        "description": "softmax temperature of the distillation term"},
         "alpha": {"type": "number", "minimum": 0, "maximum": 1, "description": "weight of the distillation term"},
-        "epochs": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
+        "epochs": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "student training epochs"},
+        "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 10, "description": "the student's learning rate"},
     },
 )

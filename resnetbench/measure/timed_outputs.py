@@ -27,14 +27,11 @@ from typing import Any
 
 import torch
 
+from resnetbench.tuning import rel_l2
+
 POOL = 4  # input batches the timed calls cycle through
 REL_L2_TOLERANCE = 1e-3
 SHOWN = 3  # mismatches named in the failure message
-
-
-def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
-    ref64 = ref.double()
-    return float((out.double() - ref64).norm() / ref64.norm().clamp_min(1e-30))
 
 
 def aligned_batches(images: torch.Tensor, logits: torch.Tensor, batch: int,

@@ -50,7 +50,8 @@ def built(case: Any, run_state: Any, request: pytest.FixtureRequest) -> Any:
         # Recipes are timed inside the build (tuning.py): alone, like every timing. A run that only
         # sizes the case (-m size) never executes the artifact, so it has no recipe to choose.
         b = build_case(run_state.config, case, run_state.cache, run_state.threads,
-                       tune=(tune := _executes_artifact(case, request.session)), timing_lock=hold.exclusive)
+                       tune=(tune := _executes_artifact(case, request.session)), timing_lock=hold.exclusive,
+                       phase=lambda name: run_state.phase(case, name))
     if not tune:
         b.tuning = {**b.tuning, "how": "not chosen: this run only sizes the case (no selected test executes it)"}
     record.conversion = b.conversion
@@ -89,8 +90,10 @@ def run_batches(built: Any, images: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.size
 def test_size(case: Any, built: Any, run_state: Any) -> None:
-    from resnetbench.measure.size import explain, size_record
+    from resnetbench.backends.size import explain, size_record
     from resnetbench.records import SizeRecord
+
+    run_state.phase(case, "size")
 
     inv = built.inventory
     scheme = built.method.quantization if case.dtype == "int8" else None
@@ -118,6 +121,8 @@ def test_accuracy(case: Any, built: Any, run_state: Any) -> None:
     from resnetbench.measure.accuracy import evaluate
     from resnetbench.measure.accuracy_reference import reference_for
     from resnetbench.records import AccuracyRecord
+
+    run_state.phase(case, "accuracy")
 
     _skip_unless_runnable(case, run_state)
     with quiet.shared(run_state.cache.root):
@@ -201,6 +206,8 @@ def test_latency(case: Any, built: Any, run_state: Any, benchmark: Any) -> None:
     from resnetbench.measure.stability import cause
     from resnetbench.records import LatencyRecord
     from resnetbench.roof import roof_for
+
+    run_state.phase(case, "timing")
 
     _skip_unless_runnable(case, run_state)
     cfg = run_state.config
@@ -316,9 +323,10 @@ def _reference(case: Any, built: Any, run_state: Any) -> Any:
 
 
 def _profile(case: Any, built: Any, run_state: Any, x: torch.Tensor) -> dict[str, Any]:
-    """The backend's per-unit profile of the case (``measure/profile.py``), or why there is none."""
+    """The backend's per-unit profile of the case (``backends/profile.py``), or why there is none."""
     from resnetbench.backends.base import DEFAULT_RECIPE
 
+    run_state.phase(case, "profile")
     name = built.tuning.get("recipe")
     recipe = next((r for r in built.backend.recipes(built.case) if r.name == name), DEFAULT_RECIPE)
     try:
@@ -431,6 +439,7 @@ def test_deployment(case: Any, built: Any, run_state: Any) -> None:
     from resnetbench.measure.deployment import DeploymentError, measure
 
     _skip_unless_runnable(case, run_state)
+    run_state.phase(case, "deployment")
     cfg = run_state.config
     with quiet.exclusive(run_state.cache.root):
         try:

@@ -671,22 +671,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "bench-backends",
         help="time the suite's latency path against hand-tuned loops per CPU backend, and the cache's second-run speedup",
     )
-    p.add_argument("--arch", default="resnet50")
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--arch", default="resnet50", help="architecture to time")
+    p.add_argument("--input-size", type=int, default=224, help="image height and width")
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="arithmetic of the artifacts")
     p.add_argument("--rounds", type=int, default=LATENCY_DEFAULTS["rounds"],
                    help=f"timed calls per block (default {LATENCY_DEFAULTS['rounds']}, the suite's latency.rounds)")
     p.add_argument("--warmup", type=int, default=LATENCY_DEFAULTS["warmup"],
                    help=f"untimed calls before each block (default {LATENCY_DEFAULTS['warmup']}, the suite's latency.warmup)")
     p.add_argument("--reps", type=int, default=5, help="(suite, hand) block pairs per backend (default 5)")
-    p.add_argument("--backends", nargs="+", default=list(CPU_BACKENDS), metavar="BACKEND")
+    p.add_argument("--backends", nargs="+", default=list(CPU_BACKENDS), metavar="BACKEND",
+                   help="backends to time (default: every CPU backend)")
     p.add_argument("--threads", type=int, default=None, help="default: physical cores")
     p.add_argument(
         "--cache-dir",
         default=None,
         help="artifact cache for the suite side (default: $RESNETBENCH_CACHE or .resnetbench-cache)",
     )
-    p.add_argument("--skip-cache-check", action="store_true")
+    p.add_argument("--skip-cache-check", action="store_true",
+                   help="do not measure the artifact cache's second-run speedup")
     p.add_argument("--json", default=None, metavar="PATH", help="also write everything measured here")
     p.set_defaults(func=main)
     return p

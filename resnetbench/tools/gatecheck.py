@@ -656,11 +656,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--arch", default="resnet34",
                    help="default resnet34: a different network from the latency reference (ResNet-18)")
-    p.add_argument("--backends", nargs="+", default=["eager", "onnxruntime"], metavar="BACKEND")
+    p.add_argument("--backends", nargs="+", default=["eager", "onnxruntime"], metavar="BACKEND",
+                   help="backends to time")
     p.add_argument("--families", nargs="+", default=list(FAMILIES), metavar="FAMILY",
                    help="arithmetic families crossed with --backends, each with its own reference "
                         f"(default {' '.join(FAMILIES)}); the targets must hold for each case")
-    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--input-size", type=int, default=64, help="image height and width")
     p.add_argument("--comparisons", type=int, default=50,
                    help="rounds per case; each gives one A/A comparison and one per slowdown (default 50)")
     p.add_argument("--rounds", type=int, default=LATENCY_DEFAULTS["rounds"],
@@ -677,7 +678,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="also report the rates at these thresholds, from the same runs (default 0.05)")
     p.add_argument("--alpha", type=float, default=BLOCK_ALPHA, help=f"the rank test's level (default {BLOCK_ALPHA}, as the gate)")
     p.add_argument("--threads", type=int, default=None, help="default: physical cores")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights, inputs and resampling")
     p.add_argument(
         "--max-minutes",
         type=float,

@@ -60,7 +60,7 @@ class Damage:
 
 DAMAGES = (
     # +15%, not +10%: a slowdown exactly at the 10% threshold is caught ~97% of the time (gate-check,
-    # README), so a catalogue that demands every catch would fail on the misses gate-check counts
+    # docs/gate.md), so a catalogue that demands every catch would fail on the misses gate-check counts
     # (one CI-like run read +10% as 1.08x, CI 1.07-1.09: "within the threshold").
     Damage("latency +15%", "resnet18-fp32-none-onnxruntime-b1", "each call waits 15% of its own time", "regressed"),
     Damage("latency +20%", "resnet34-fp32-none-onnxruntime-b1", "each call waits 20% of its own time", "regressed"),

@@ -47,9 +47,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from resnetbench.config import PROFILE_DEFAULTS
+
 UNATTRIBUTED = "(unattributed)"
 REST = "(rest)"
-DEFAULT_CALLS = 20
+DEFAULT_CALLS = PROFILE_DEFAULTS["calls"]
 UNIT_DEPTH = 2
 
 
