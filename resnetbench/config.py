@@ -104,11 +104,11 @@ METRIC_MAXIMUM = {"cosine": 1, "centered_cosine": 1, "top1_agreement": 1, "top5_
 # ``ctx.settings`` in backends/): accepted under every method that declares its own.
 BACKEND_SETTINGS: dict[str, Any] = {
     "compute_units": {"type": "string", "enum": ["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"],
-                      "description": "Core ML: the compute units a model may use"},
+                      "description": "the compute units a converted model may use (backends that have them)"},
     "performance_hint": {"type": "string", "enum": ["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"],
-                         "description": "OpenVINO: the compile-time performance hint"},
+                         "description": "the runtime's compile-time performance hint (backends that take one)"},
     "save_optimized": {"type": "boolean",
-                       "description": "ONNX Runtime: also store the session's optimised graph"},
+                       "description": "also store the runtime's optimised graph (backends that make one)"},
 }
 
 

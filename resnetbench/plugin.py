@@ -541,7 +541,17 @@ def _start_progress(config: pytest.Config, state: RunState, items: list[pytest.I
 
     selected = {getattr(getattr(i, "callspec", None), "params", {}).get("case") for i in items}
     cases = [c for c in state.cases if c in selected]
-    state.progress = Progress(reporter.write_line, expected_costs(cases, state.config.input_size))
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        # Lines come while a test runs, when pytest captures the output: write past the capture.
+        if capture is None:
+            reporter.write_line(line)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    state.progress = Progress(write, expected_costs(cases, state.config.input_size))
 
 
 def _mark_gpu_cases(items: list[pytest.Item]) -> None:
@@ -721,6 +731,8 @@ def _replicate_latency(session: pytest.Session, state: RunState) -> None:
     with tempfile.TemporaryDirectory(prefix="resnetbench-replica-") as tmp:
         for i in range(1, wanted):
             if state.progress is not None:
+                if i == 1:
+                    state.progress.write("")  # off the line of pytest's dots and percentage
                 state.progress.note(f"latency process {i + 1}/{wanted}: re-timing {len(timed)} case(s) in a fresh "
                                     f"process (latency.processes)")
             out = Path(tmp) / f"replica{i}.json"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+
 def format_duration(seconds: float) -> str:
     seconds = max(0, round(seconds))
     if seconds < 60:
