@@ -330,6 +330,7 @@ def test_trained_weights_are_a_signed_entry_and_a_changed_file_is_retrained(tmp_
     assert cache.misses == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signed_with", [None, b"not the key"])
 def test_tampered_onnx_weights_with_a_rewritten_manifest_are_rebuilt(tmp_path: Path, signed_with: bytes | None) -> None:
     from resnetbench.build import build_default

@@ -84,6 +84,7 @@ def test_synthetic_and_digits_calibration_are_disjoint_from_evaluation():
     assert "training split" in data.calibration_set({"name": "digits"}, 16, 4).source
 
 
+@pytest.mark.slow
 def test_labels_that_cannot_match_the_head_are_undecidable_end_to_end(tmp_path, run_matrix, pytester):
     """Two class folders named cat/dog under an ImageNet model: labels 0/1, the model never says so."""
     root = image_folder(pytester.path / "val", ["cat", "dog"], 4)

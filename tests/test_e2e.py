@@ -105,6 +105,7 @@ def test_small_matrix_passes_and_writes_results(run_matrix):
     assert all(r["gflops"] >= (r["best_kernel"] or {"gflops": 0})["gflops"] for r in roofs.values())
 
 
+@pytest.mark.slow
 def test_second_run_builds_nothing(run_matrix):
     run_matrix(SMALL)
     result, _ = run_matrix(SMALL)
@@ -174,6 +175,7 @@ def test_bad_matrix_is_a_usage_error_without_traceback(run_matrix):
     assert data is None
 
 
+@pytest.mark.slow
 def test_runs_from_an_empty_directory_with_a_matrix_path(tmp_path, shared_cache):
     matrix = tmp_path / "elsewhere" / "m.yaml"
     matrix.parent.mkdir()
@@ -197,6 +199,7 @@ def test_without_matrix_the_plugin_adds_nothing(pytester):
     assert "= resnetbench =" not in result.stdout.str(), "no resnetbench summary section without --matrix"
 
 
+@pytest.mark.slow
 def test_shard_splits_cases(run_matrix):
     matrix = "matrix:\n  arch: [resnet18, resnet34, resnet50]\n  backend: [eager]\nclaims: false\n"
     ids = []
@@ -207,6 +210,7 @@ def test_shard_splits_cases(run_matrix):
     assert len(ids[0] | ids[1]) == 3
 
 
+@pytest.mark.slow
 def test_claims_run_in_the_first_shard_only(run_matrix):
     matrix = "matrix:\n  arch: [resnet18, resnet34, resnet50]\n  backend: [eager]\n"  # claims on (the default)
     claims = {}
@@ -216,6 +220,7 @@ def test_claims_run_in_the_first_shard_only(run_matrix):
     assert len(claims[1]) == 9 and claims[2] == claims[3] == []
 
 
+@pytest.mark.slow
 def test_shards_balance_on_measured_durations(run_matrix, pytester):
     import json
 

@@ -59,6 +59,7 @@ claims: false
     assert "Traceback" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_user_architecture_from_an_import_path(pytester, run_matrix):
     pytester.makepyfile(
         myarch='''

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from conftest import by_id
 
 from resnetbench.cli import main
@@ -90,6 +91,7 @@ def test_baseline_gate_passes_identical_code_and_fails_a_slowdown(pytester, run_
     assert main(["compare", str(baseline), str(pytester.path / "missing.json")]) == 2
 
 
+@pytest.mark.slow
 def test_latency_is_replicated_in_fresh_processes_and_the_gate_pools_them(pytester, run_matrix, monkeypatch, capsys):
     """latency.processes: the run re-times its latency cases in fresh processes; the gate resamples
     processes. A slowdown every process sees is caught; an unchanged run is not."""

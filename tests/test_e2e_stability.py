@@ -3,6 +3,7 @@ disturbed is marked unstable in the results, the report and the gate."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import by_id
 
 from resnetbench.cli import main
@@ -77,6 +78,7 @@ claims: false
 """
 
 
+@pytest.mark.slow
 def test_disturbed_timings_are_retimed_or_marked_unstable(pytester, run_matrix, capsys):
     pytester.makeconftest(JITTER_CONFTEST)
     report = pytester.path / "report.html"

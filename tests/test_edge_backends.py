@@ -258,6 +258,7 @@ def test_the_gate_counts_a_newly_missing_extra_as_red(edge_run: dict, tmp_path: 
     assert "resnet18-fp32-none-litert-b1" in out and ".[edge]" in out, out
 
 
+@pytest.mark.slow
 def test_the_workflow_runs_core_ml_on_a_macos_shard_that_selects_exactly_its_cases(tmp_path: Path) -> None:
     """The part of the macOS shard Linux can rehearse: its runner is macOS, and its selection,
     run here, collects every Core ML case of the edge matrix and nothing else."""

@@ -28,6 +28,7 @@ def test_undecided_when_the_negative_control_cannot_differ():
     assert v["verdict"] == "undecided"
 
 
+@pytest.mark.slow
 def test_the_gpu_marker_selects_exactly_the_gpu_cases(pytester):
     result = pytester.runpytest_subprocess("--matrix", str(GPU_MATRIX), "-m", "gpu", "--collect-only", "-q",
                                            "-p", "no:cacheprovider")

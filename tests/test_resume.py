@@ -189,6 +189,7 @@ def test_an_output_path_that_is_a_directory_is_refused_before_running(pytester, 
     assert not (pytester.path / "r.json").exists()
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_runs_nothing_and_passes(pytester, shared_cache, monkeypatch):
     monkeypatch.setenv("RESNETBENCH_CACHE", str(shared_cache))
     matrix = pytester.path / "m.yaml"

@@ -173,6 +173,7 @@ def test_tuning_loads_private_copies_and_stays_in_budget(cache: ArtifactCache) -
     assert len(loader.runners) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_every_eager_recipe_computes_the_model(dtype: str, tmp_path: Path) -> None:
     # bf16 through to_mkldnn returned NaN until the conversion started from fp32 (eager.py).
