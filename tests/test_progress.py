@@ -54,6 +54,7 @@ MATRIX = """
 matrix:
   arch: [resnet18]
   backend: [eager]
+  batch: [1, 2]
 input_size: 32
 dataset: {name: synthetic, samples: 4}
 latency: {warmup: 1, rounds: 3, pairs: 4, blocks: 2}
@@ -66,10 +67,13 @@ def test_the_main_job_says_each_phase_and_the_time_left(run_matrix) -> None:
     result, data = run_matrix(MATRIX)
     assert result.ret == 0, result.stdout.str()[-3000:]
     out = result.stdout.str()
-    case = "resnet18-fp32-none-eager-b1"
-    for phase in ("build", "size", "accuracy", "timing"):
-        assert re.search(rf"\[resnetbench 1/1 · \d+\S* elapsed · (estimating|~\S+ left)\] {case}: {phase}$", out,
-                         re.M), (phase, out[-3000:])
+    for number, case in ((1, "resnet18-fp32-none-eager-b1"), (2, "resnet18-fp32-none-eager-b2")):
+        for phase in ("build", "size", "accuracy", "timing"):
+            assert re.search(rf"\[resnetbench {number}/2 · \d+\S* elapsed · (estimating|~\S+ left)\] {case}: {phase}$",
+                             out, re.M), (case, phase, out[-3000:])
+    # once the first case has finished, the second's lines carry an estimate of the time left
+    assert re.search(r"\[resnetbench 2/2 · \S+ elapsed · ~\S+ left\] resnet18-fp32-none-eager-b2: build$", out, re.M), out
+    assert re.search(r"\[resnetbench 1/2 · \S+ elapsed · estimating\] resnet18-fp32-none-eager-b1: build$", out, re.M)
     # the export and tuning phases show when the cache does not have them yet (the session cache
     # may: another test built the same artifact); the header says why tests were deselected
-    assert "resnetbench: 1 deselected: test_deployment: the matrix has no deployment: section" in out
+    assert "resnetbench: 2 deselected: test_deployment: the matrix has no deployment: section" in out
