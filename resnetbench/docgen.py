@@ -13,9 +13,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-# Keys whose sub-keys are one table per name (every dtype, every method, every metric): the
+# Keys whose sub-keys are one table per name (every dtype or method, each a table of metrics): the
 # reference describes the table once instead of listing every name.
-REPEATED = {"tolerances.dtype", "tolerances.compression"}
+REPEATED = ("tolerances.dtype", "tolerances.compression")
 
 
 def _type_of(node: dict[str, Any]) -> str:
@@ -51,7 +51,7 @@ def matrix_keys(schema: dict[str, Any] | None = None) -> Iterator[tuple[str, dic
         for key, child in (node.get("properties") or {}).items():
             here = f"{path}.{key}" if path else key
             yield here, child
-            if here in REPEATED or here.startswith("tolerances.dtype") or here.startswith("tolerances.compression"):
+            if here.startswith(REPEATED):
                 continue
             yield from walk(child, here)
             for alternative in child.get("oneOf", []):
@@ -159,8 +159,8 @@ def cli_reference() -> str:
         if rows:
             out += ["| argument | meaning | default |", "|---|---|---|"]
             for label, action in rows:
-                shown = action.default not in (None, False, argparse.SUPPRESS) and not action.option_strings == []
+                shown = action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
                 default = f"`{action.default}`" if shown else ""
-                help_text = (action.help or "") % {"default": action.default} if action.help else ""
+                help_text = action.help % {"default": action.default} if action.help else ""
                 out.append(f"| `{label}` | {_cell(help_text)} | {default} |")
     return "\n".join(out)
