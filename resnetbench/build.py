@@ -34,6 +34,7 @@ from resnetbench.compress.base import Method, MethodContext
 from resnetbench.config import Config
 from resnetbench.environment import library_versions
 from resnetbench.matrix import Case
+from resnetbench.settings import TuningSettings
 from resnetbench.weights import create_model, num_classes_for, weights_id
 
 
@@ -130,7 +131,7 @@ def compressed_model(config: Config, case: Case, cache: ArtifactCache) -> tuple[
         return base_model(config, case.arch, cache), {}
     settings = settings_for(case)
     desc = {**base_description(config, case.arch), "compression": case.compression, "settings": settings,
-            "dataset": config.dataset, "code": code_version(prepare.__module__),
+            "dataset": config.dataset.to_dict(), "code": code_version(prepare.__module__),
             "store": f"safetensors+structure/{structure.STRUCTURE_FORMAT}"}
     ctx = MethodContext(config, cache, settings, lambda arch: base_model(config, arch, cache))
     num_classes = num_classes_for(config.weights)
@@ -167,7 +168,7 @@ def artifact_description(config: Config, case: Case, backend: Backend, settings:
         "dtype": case.dtype,
         "backend": case.backend,
         "batch": case.batch if backend.fixed_batch else "dynamic",
-        "dataset": config.dataset if get_method(case.compression).uses_dataset else None,
+        "dataset": config.dataset.to_dict() if get_method(case.compression).uses_dataset else None,
         # The backend's class hierarchy and the modules that make artifacts: a code change rebuilds.
         "code": code_version(*_artifact_modules(backend), "resnetbench.backends.onnx_export",
                              "resnetbench.backends.torch_quantize", "resnetbench.backends.onnx_quantize"),
@@ -255,10 +256,10 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int, t
 
     sample = torch.randn(case.batch, 3, config.input_size, config.input_size,
                          generator=torch.Generator().manual_seed(config.seed))
-    if tune and config.tuning.get("enabled", True):
+    if tune and config.tuning.enabled:
         phase("tuning")
     runner, recipe_choice = tuning.choose(
-        case.backend, case.id, backend.recipes(case), config.tuning if tune else {"enabled": False}, load, sample,
+        case.backend, case.id, backend.recipes(case), config.tuning if tune else TuningSettings(enabled=False), load, sample,
         case.dtype, cache, entry.name, threads, timing_lock)
     meta = metas[recipe_choice["recipe"]]
     meta["runtime"]["recipe"] = recipe_choice["recipe"]
@@ -298,5 +299,5 @@ def build_default(arch: str, backend: str, batch: int, input_size: int, cache: A
     """
     config = Config(path=Path(origin), matrix={}, input_size=input_size)
     if recipe is not None:
-        config = dataclasses.replace(config, tuning={**config.tuning, "recipes": {backend: recipe}})
+        config = dataclasses.replace(config, tuning=config.tuning.pinned(backend, recipe))
     return build_case(config, Case(arch, dtype, compression, backend, batch), cache, threads, tune=tune)

@@ -9,15 +9,11 @@ the key or value, the allowed values and a did-you-mean.
 from __future__ import annotations
 
 import difflib
-import io
 import itertools
-import json
 import math
 import os
-import pickletools
 import re
 import stat
-import zipfile
 from collections.abc import Collection
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -27,11 +23,26 @@ import jsonschema
 import yaml
 
 from resnetbench.architectures import ARCHITECTURES, BUILTIN_ARCHS, DEFAULT_ARCH
-from resnetbench.domain import DEFAULT_THRESHOLD
 from resnetbench.formulas import DTYPE_BYTES
+from resnetbench.inputs import shown
+from resnetbench.inputs.checkpoints import checkpoint_problem
+from resnetbench.inputs.imagefolders import count_images, imagefolder_problem, labels_problem
 from resnetbench.records import AXES
 from resnetbench.registries import BACKENDS, COMPRESSIONS, DEFAULT_BACKEND, DEFAULT_COMPRESSION
 from resnetbench.registry import Registry, RegistryError
+from resnetbench.settings import (
+    DEFAULT_LATENCY_PROCESSES,
+    RECIPE_NAME,
+    SECTIONS,
+    CacheSettings,
+    DatasetSettings,
+    DeploymentSettings,
+    GateSettings,
+    LatencySettings,
+    LimitsSettings,
+    ProfileSettings,
+    TuningSettings,
+)
 
 __all__ = ["AXES", "Config", "ConfigError", "checkpoint_problem", "imagefolder_problem", "json_schema",
            "load_config"]
@@ -52,35 +63,13 @@ MAX_YAML_DEPTH = 32
 MAX_LIST_ITEMS = 1_000  # jsonschema's uniqueItems is quadratic on mixed-type lists
 SEED_MAX = 2**32 - 1  # numpy's limit; torch takes 64 bits, the suite adds small offsets
 # A ResNet-18 224x224 latency case makes rounds + warm-up + 2 x (pairs + 2) calls, each
-# 28-40 ms here depending on the machine's period: 30 rounds took 5.0 s at 40 ms per
-# call, 20 rounds + 40 pairs (109 calls) stay under the 5 s budget. The gate needs the
-# pairs more than the plain loop needs rounds. p90 needs 64 rounds (set rounds: 64).
-# An unstable timing (measure/stability.py) is re-timed up to ``retimes`` times.
-# ``processes``: the latency phase runs in that many separate processes (the first is the
-# run itself, the others re-time its latency cases on the warm cache), because a case's
-# case/reference ratio moves between processes more than within one (issue 27: ResNet-34
-# fp32 eager read 1.80 in eight processes and 1.90 in a ninth; one process per side gave
-# 4 false "regressed" in 36 A/A comparisons). The gate resamples processes (stats.decide_processes).
-LATENCY_DEFAULTS = {"warmup": 5, "rounds": 20, "pairs": 40, "blocks": 8, "retimes": 2, "processes": 3}
-PROCESSES_ENV = "RESNETBENCH_LATENCY_PROCESSES"
-
-
-def default_latency_processes() -> int:
-    """``latency.processes`` where the matrix does not set it: ``$RESNETBENCH_LATENCY_PROCESSES``
-    (this project's own test suite sets 1: its end-to-end runs check the flow, not the gate's
-    error rates) or LATENCY_DEFAULTS'. A value that is not a whole number from 1 to 20 is ignored."""
-    text = os.environ.get(PROCESSES_ENV, "")
-    return int(text) if text.isdigit() and 1 <= int(text) <= 20 else LATENCY_DEFAULTS["processes"]
-
-
-# Recipe choice per artifact (tuning.py): on, 20 s of timing at most, nothing pinned.
-TUNING_DEFAULTS: dict[str, Any] = {"enabled": True, "budget_s": 20.0, "recipes": {}}
-# Per-layer profiles (backends/profile.py) and the deployment figures (measure/deployment.py),
-# when the matrix asks for them; training on the bundled digits (train.py).
-PROFILE_DEFAULTS: dict[str, Any] = {"calls": 20}
-DEPLOYMENT_DEFAULTS: dict[str, Any] = {"runs": 3}
+# The sections' defaults, from their classes (settings.py), for code that wants a plain table.
+LATENCY_DEFAULTS: dict[str, Any] = {**LatencySettings.defaults(), "processes": DEFAULT_LATENCY_PROCESSES}
+TUNING_DEFAULTS: dict[str, Any] = TuningSettings.defaults()
+PROFILE_DEFAULTS: dict[str, Any] = ProfileSettings.defaults()
+DEPLOYMENT_DEFAULTS: dict[str, Any] = DeploymentSettings.defaults()
+# Training on the bundled digits (train.py), for ``weights: {source: train}``.
 TRAIN_DEFAULTS: dict[str, Any] = {"dataset": "digits", "epochs": 8}
-RECIPE_NAME = r"^[a-z0-9][a-z0-9_.+-]{0,63}$"
 ACCURACY_METRICS = {
     # metric: (direction, description); "max" means the value must stay <= limit
     "rel_l2": ("max", "relative L2 error of the logits"),
@@ -100,9 +89,11 @@ ACCURACY_METRICS = {
 # sample, and a limit above 1 asks it to).
 METRIC_MAXIMUM = {"cosine": 1, "centered_cosine": 1, "top1_agreement": 1, "top5_overlap": 1,
                   "top1_drop_points": 100}
-# Settings some backends read from a case's settings (its method's compression_settings,
-# ``ctx.settings`` in backends/): accepted under every method that declares its own.
-BACKEND_SETTINGS: dict[str, Any] = {
+# Backend settings as matrices wrote them before ``backend_settings:`` (under a method's
+# compression_settings): still accepted there, with these types. The reference for each is the
+# declaring backend's ``settings_schema`` (Backend.settings_schema);
+# test_config checks the two agree.
+LEGACY_BACKEND_SETTINGS: dict[str, Any] = {
     "compute_units": {"type": "string", "enum": ["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"],
                       "description": "the compute units a converted model may use (backends that have them)"},
     "performance_hint": {"type": "string", "enum": ["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"],
@@ -159,8 +150,32 @@ def _settings_schemas(compressions: tuple[str, ...], archs: tuple[str, ...],
         # the method's defaults are defined once, on the method; the schema shows them
         properties = {key: {**named(prop), **({"default": defaults[key]} if key in defaults else {})}
                       for key, prop in declared.items()}
-        properties.update({k: v for k, v in BACKEND_SETTINGS.items() if k not in properties})
+        properties.update({k: v for k, v in LEGACY_BACKEND_SETTINGS.items() if k not in properties})
         out[name] = {"type": "object", "additionalProperties": False, "properties": properties,
+                     "description": f"settings of `{name}`"}
+    return out
+
+
+def _backend_settings_schemas(backends: tuple[str, ...], resolve: Collection[str] | None = None) -> dict[str, Any]:
+    """``backend_settings``: each backend's declared settings (``Backend.settings_schema``).
+
+    Reading a declaration imports the backend's module (and torch): only the backends in
+    ``resolve`` (the ones a matrix gives settings) are read, or the built-ins when it is None
+    (``resnetbench schema``, the docs). A backend that cannot be imported here, or declares
+    nothing, takes no settings.
+    """
+    out: dict[str, Any] = {}
+    for name in backends:
+        declared = None
+        if (name in resolve) if resolve is not None else (name in BACKENDS._builtin):
+            try:
+                declared = BACKENDS.get(name).settings_schema
+            except Exception:  # an optional runtime missing, a broken plugin: it fails where it runs
+                declared = None
+        if declared is None:
+            out[name] = {"type": "object", "maxProperties": 0, "description": f"`{name}` declares no settings"}
+            continue
+        out[name] = {"type": "object", "additionalProperties": False, "properties": dict(declared),
                      "description": f"settings of `{name}`"}
     return out
 
@@ -174,10 +189,12 @@ def json_schema(
     backends: tuple[str, ...] | None = None,
     compressions: tuple[str, ...] | None = None,
     settings_of: Collection[str] | None = None,
+    backend_settings_of: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON Schema of a matrix file; names default to what the registries hold now
     (built-ins, installed entry points, registered extras). ``settings_of``: the methods whose
-    declared settings to spell out (default: the built-ins; see ``_settings_schemas``)."""
+    declared settings to spell out (default: the built-ins; see ``_settings_schemas``);
+    ``backend_settings_of`` the same for backends (``_backend_settings_schemas``)."""
     archs = archs or ARCHITECTURES.names()
     backends = backends or BACKENDS.names()
     compressions = compressions or COMPRESSIONS.names()
@@ -263,29 +280,8 @@ def json_schema(
             },
         ]
     }
-    dataset = {
-        "oneOf": [
-            {"type": "string", "enum": ["synthetic", "digits"]},
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["name"],
-                "properties": {
-                    "name": {"type": "string", "enum": ["synthetic", "digits", "imagefolder"],
-                             "description": "synthetic images, scikit-learn's digits, or a folder of class folders"},
-                    "path": {"type": "string", "description": "the image folder (name: imagefolder)"},
-                    "labels": {"type": "string",
-                               "description": "JSON file mapping each class folder to a class index"},
-                    "calibration": {"type": "string",
-                                    "description": "folder of calibration images for static int8 (default: "
-                                                   "images of `path` the evaluation does not use)"},
-                    "samples": {"type": "integer", "minimum": 1, "maximum": 1_000_000,
-                                "description": "evaluation images"},
-                    "seed": {**seed, "description": "seed of the synthetic images and of the sample draw"},
-                },
-            },
-        ]
-    }
+    dataset = {"oneOf": [{"type": "string", "enum": ["synthetic", "digits"]},
+                         {**DatasetSettings.json_schema(), "required": ["name"]}]}
     return _with_defaults({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "resnetbench matrix",
@@ -320,84 +316,21 @@ def json_schema(
             "allow_slow": {"type": "boolean",
                            "description": "run accuracy and latency of fp16 on PyTorch's CPU backends (slow)"},
             "claims": {"type": "boolean", "description": "also check the guide's claims (default true)"},
-            "latency": {
-                "type": "object",
-                "additionalProperties": False,
-                "description": "how each latency case is timed",
-                "properties": {
-                    "warmup": {"type": "integer", "minimum": 0, "maximum": 10_000,
-                               "description": "untimed calls before the timing"},
-                    "rounds": {"type": "integer", "minimum": 1, "maximum": 100_000,
-                               "description": "timed calls in the pytest-benchmark loop (the reported latency)"},
-                    "pairs": {"type": "integer", "minimum": 1, "maximum": 10_000,
-                              "description": "[reference call, case call] pairs timed for the gate"},
-                    "blocks": {"type": "integer", "minimum": 1, "maximum": 1_000,
-                               "description": "blocks the pairs are cut into (the gate's unit)"},
-                    "retimes": {"type": "integer", "minimum": 0, "maximum": 5,
-                                "description": "re-timings of a case whose timing was unstable"},
-                    "processes": {"type": "integer", "minimum": 1, "maximum": 20,
-                                  "description": "separate processes that time each latency case (the run and "
-                                                 "processes - 1 re-timings of its latency phase); the gate "
-                                                 "resamples processes"},
-                },
-            },
-            "limits": {
-                "type": "object",
-                "additionalProperties": False,
-                "description": "per test of a case, enforced under --isolate (the worker is killed past them)",
-                "properties": {
-                    "timeout_s": {"type": "number", "exclusiveMinimum": 0,
-                                  "description": "seconds a test may run (default 1800)"},
-                    "memory_gb": {"type": "number", "exclusiveMinimum": 0,
-                                  "description": "resident GB a worker may hold (default 85% of the machine's memory)"},
-                },
-            },
-            "profile": {
-                "type": "object",
-                "additionalProperties": False,
-                "description": "per-layer profile of every latency case in a pass of its own (backends/profile.py)",
-                "properties": {"calls": {"type": "integer", "minimum": 1, "maximum": 10_000,
-                                         "description": "profiled calls"}},
-            },
-            "deployment": {
-                "type": "object",
-                "additionalProperties": False,
-                "description": "measure each case's cold start and memory in fresh processes (measure/deployment.py)",
-                "properties": {
-                    "runs": {"type": "integer", "minimum": 1, "maximum": 50,
-                             "description": "fresh processes per case"},
-                },
-            },
-            "tuning": {
-                "type": "object",
-                "additionalProperties": False,
-                "description": "how each artifact's run recipe is chosen (backends/base.py Recipe, tuning.py)",
-                "properties": {
-                    "enabled": {"type": "boolean", "description": "time the backend's recipes and keep the fastest"},
-                    "budget_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
-                                 "description": "seconds of timing per artifact"},
-                    "recipes": {"type": "object", "description": "backend -> the recipe to pin (no timing)",
-                                "propertyNames": {"enum": list(backends)},
-                                "additionalProperties": {"type": "string", "pattern": RECIPE_NAME}},
-                },
-            },
-            "cache": {
-                "type": "object",
-                "additionalProperties": False,
-                "description": "the artifact cache",
-                "properties": {
-                    "dir": {"type": "string",
-                            "description": "its directory (default: $RESNETBENCH_CACHE or .resnetbench-cache)"},
-                    "max_gb": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000,
-                               "description": "size above which the least recently used entries are evicted"},
-                },
-            },
+            **{key: section.json_schema(backends=list(backends)) for key, section in SECTIONS.items()
+               if key not in ("gate", "dataset")},
             "compression_settings": {
                 "type": "object",
                 "additionalProperties": False,
-                "description": "per method: the settings it declares (Method.settings_schema) and the backend "
-                               "settings compute_units, performance_hint, save_optimized",
+                "description": "per method: the settings it declares (Method.settings_schema); the backend "
+                               "settings compute_units, performance_hint, save_optimized are also accepted "
+                               "here, as before backend_settings",
                 "properties": _settings_schemas(compressions, archs, settings_of),
+            },
+            "backend_settings": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "per backend: the settings it declares (Backend.settings_schema)",
+                "properties": _backend_settings_schemas(backends, backend_settings_of),
             },
             **{
                 key: {
@@ -408,48 +341,16 @@ def json_schema(
                 for key, target in (("architectures", "factory"), ("backends", "BackendClass"),
                                     ("compressions", "METHOD"))
             },
-            "gate": {
-                "type": "object",
-                "additionalProperties": False,
-                "description": "the regression gate (resnetbench compare, --baseline)",
-                "properties": {
-                    "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10,  # as compare
-                                  "description": "relative latency slowdown that counts"},
-                    # deployment (cold start, memory) growth that counts (compare/rules.py)
-                    "memory_threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10,
-                                         "description": "relative growth of peak memory that counts (default 0.25)"},
-                    "cold_start_threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10,
-                                             "description": "relative growth of cold start that counts (default 0.25)"},
-                    # cases the fail-closed gate lets through, each with the reason it prints
-                    "allow": {
-                        "description": "cases the fail-closed gate lets through, each with the reason it prints",
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["id", "reason"],
-                            "properties": {
-                                "id": {"type": "string", "minLength": 1},
-                                "reason": {"type": "string", "minLength": 1},
-                            },
-                        },
-                    },
-                },
-            },
+            "gate": GateSettings.json_schema(),
         },
     })
 
 
 def _with_defaults(schema: dict[str, Any]) -> dict[str, Any]:
     """Each key's default, shown in the schema (editors, ``resnetbench schema``, the docs' matrix
-    reference) from the one place that defines it: the ``*_DEFAULTS`` tables and ``Config``'s fields."""
+    reference) from the one place that defines it: the sections' classes (settings.py, which
+    put them in their own schemas), ``TRAIN_DEFAULTS`` and ``Config``'s fields."""
     props = schema["properties"]
-    sections = {"latency": {**LATENCY_DEFAULTS, "processes": default_latency_processes()},
-                "tuning": TUNING_DEFAULTS, "profile": PROFILE_DEFAULTS, "deployment": DEPLOYMENT_DEFAULTS,
-                "gate": {"threshold": DEFAULT_THRESHOLD}}
-    for section, defaults in sections.items():
-        for key, value in defaults.items():
-            props[section]["properties"][key]["default"] = value
     weights = props["weights"]["oneOf"][1]["properties"]
     for key, value in TRAIN_DEFAULTS.items():
         weights[key]["default"] = value
@@ -472,23 +373,24 @@ class Config:
     matrix: dict[str, Any]
     tolerances: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, Any] = field(default_factory=lambda: {"source": "random", "seed": 0})
-    dataset: dict[str, Any] = field(default_factory=lambda: {"name": "synthetic"})
+    dataset: DatasetSettings = field(default_factory=DatasetSettings)
     input_size: int = 224
     seed: int = 0
     threads: int | None = None
     allow_slow: bool = False
     claims: bool = True
-    latency: dict[str, int] = field(default_factory=lambda: dict(LATENCY_DEFAULTS))
-    cache: dict[str, Any] = field(default_factory=dict)
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     compression_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    backend_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     architectures: dict[str, str] = field(default_factory=dict)
     backends: dict[str, str] = field(default_factory=dict)
     compressions: dict[str, str] = field(default_factory=dict)
-    gate: dict[str, float] = field(default_factory=dict)
-    limits: dict[str, float] = field(default_factory=dict)  # --isolate's per-test limits (isolation.py)
-    tuning: dict[str, Any] = field(default_factory=lambda: dict(TUNING_DEFAULTS))
-    deployment: dict[str, Any] | None = None  # None: cold start and memory are not measured
-    profile: dict[str, Any] | None = None  # None: latency cases are not profiled
+    gate: GateSettings = field(default_factory=GateSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)  # --isolate's per-test limits (isolation.py)
+    tuning: TuningSettings = field(default_factory=TuningSettings)
+    deployment: DeploymentSettings | None = None  # None: cold start and memory are not measured
+    profile: ProfileSettings | None = None  # None: latency cases are not profiled
 
 
 def _key_matches(node: yaml.Node, key: Any) -> bool:
@@ -630,10 +532,7 @@ def _non_finite(data: Any, trail: tuple[Any, ...] = (), visited: set[int] | None
     return None
 
 
-def _shown(value: Any, limit: int = 60) -> str:
-    """``repr`` of a value for a message, cut short (a message names the value, not a megabyte of it)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+_shown = shown
 
 
 def _where(path: list[Any]) -> str:
@@ -706,6 +605,8 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
             f"matrix: names no axis and no include entry, so there is nothing to run. "
             f"List at least one of: {', '.join(AXES)}, include."
         )
+    elif validator == "maxProperties" and error.validator_value == 0:
+        msg = f"{where}: {schema.get('description', 'this takes no settings')}; remove it."
     elif validator == "minProperties":
         msg = f"{where}: an empty entry matches every case; name at least one axis."
     elif validator == "pattern" and error.validator_value == RECIPE_NAME:
@@ -798,8 +699,9 @@ def load_config(path: str | os.PathLike[str], archs: tuple[str, ...] | None = No
         declared = data.get("architectures")
         extra = tuple(declared) if isinstance(declared, dict) else ()
         known_archs = tuple(archs) + tuple(a for a in extra if a not in archs)
-    declared = data.get("compression_settings")
-    schema = json_schema(known_archs, settings_of=set(declared) if isinstance(declared, dict) else set())
+    methods, backends = data.get("compression_settings"), data.get("backend_settings")
+    schema = json_schema(known_archs, settings_of=set(methods) if isinstance(methods, dict) else set(),
+                         backend_settings_of=set(backends) if isinstance(backends, dict) else set())
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(data))
     if errors:
         msg, line = _describe(_best_error(errors), root)
@@ -967,49 +869,38 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
                 raise ConfigError(f"{_line(path, root, ['dataset', key])}: dataset.{key}: {problem}")
         if dataset.get("labels"):
             classes = 10 if weights["source"] == "train" else 1000  # the head weights.num_classes_for makes
-            problem = _labels_problem(Path(dataset["labels"]), folders, classes)
+            problem = labels_problem(Path(dataset["labels"]), folders, classes)
             if problem:
                 raise ConfigError(f"{_line(path, root, ['dataset', 'labels'])}: dataset.labels: {problem}")
         shortfall = _calibration_images_problem(dataset, data)
         if shortfall:
             key, problem = shortfall
             raise ConfigError(f"{_line(path, root, ['dataset', key])}: dataset.{key}: {problem}")
-    kwargs["dataset"] = dataset
+    kwargs["dataset"] = DatasetSettings.from_mapping(dataset)
     cache_dir = (data.get("cache") or {}).get("dir")
     if cache_dir and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
         raise ConfigError(f"{_line(path, root, ['cache', 'dir'])}: cache.dir: {cache_dir} is not a directory; the artifact "
                           f"cache needs a directory.")
-    for key in ("tolerances", "input_size", "seed", "threads", "allow_slow", "claims", "cache", "limits",
-                "compression_settings", *EXTENSION_KEYS):
+    for key in ("tolerances", "input_size", "seed", "threads", "allow_slow", "claims",
+                "compression_settings", "backend_settings", *EXTENSION_KEYS):
         if key in data:
             kwargs[key] = data[key]
-    kwargs["latency"] = {**LATENCY_DEFAULTS, "processes": default_latency_processes(), **data.get("latency", {})}
-    if "latency" in data:
-        if kwargs["latency"]["blocks"] > kwargs["latency"]["pairs"]:
-            where = _line(path, root, ["latency"])
-            raise ConfigError(f"{where}: latency: blocks ({kwargs['latency']['blocks']}) cannot exceed pairs "
-                              f"({kwargs['latency']['pairs']}): each block needs at least one pair.")
-    if "gate" in data:
-        kwargs["gate"] = dict(data["gate"])
-    if "profile" in data:
-        kwargs["profile"] = {**PROFILE_DEFAULTS, **(data["profile"] or {})}
-    if "deployment" in data:
-        kwargs["deployment"] = {**DEPLOYMENT_DEFAULTS, **(data["deployment"] or {})}
-    if "tuning" in data:
-        kwargs["tuning"] = {**TUNING_DEFAULTS, **data["tuning"], "recipes": dict(data["tuning"].get("recipes") or {})}
+    # The typed sections; profile and deployment are measured only when the matrix has them.
+    for key in ("latency", "gate", "tuning", "limits", "cache"):
+        kwargs[key] = SECTIONS[key].from_mapping(data.get(key))
+    for key in ("profile", "deployment"):
+        if key in data:
+            kwargs[key] = SECTIONS[key].from_mapping(data[key])
+    latency = kwargs["latency"]
+    if latency.blocks > latency.pairs:
+        raise ConfigError(f"{_line(path, root, ['latency'])}: latency: blocks ({latency.blocks}) cannot exceed pairs "
+                          f"({latency.pairs}): each block needs at least one pair.")
     return Config(**kwargs)
 
 
 # --------------------------------------------------------------------------- files a matrix names
 # Checked when the matrix is loaded, so `resnetbench validate` and `pytest --matrix` refuse
 # them before anything runs, without torch (validate imports none) and without unpickling.
-
-# torchvision's ImageFolder takes these (torchvision.datasets.folder.IMG_EXTENSIONS), any case.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-# Directory entries read in all looking for one image per class folder (a folder of a few
-# thousand classes has its first images well within it).
-IMAGE_SCAN_BUDGET = 50_000
-
 
 def torchvision_weights_problem(arch: str) -> str | None:
     """Why ``weights: torchvision`` cannot give ``arch`` its weights here; None when it can (or
@@ -1040,71 +931,6 @@ def _weights_file_problem(resolved: Path, written: str, bare: bool) -> str | Non
         return f"no checkpoint file at {resolved.absolute()}."
     problem = checkpoint_problem(resolved)
     return f"checkpoint {resolved} {problem}" if problem else None
-
-
-def imagefolder_problem(root: Path) -> str | None:
-    """What keeps torchvision's ImageFolder from reading ``root``; None when it can.
-
-    It needs class folders, each with at least one image file somewhere below it.
-    """
-    if not root.exists():
-        return f"no such directory {root.absolute()}."
-    if not root.is_dir():
-        return f"{root} is a file, not a directory of class folders."
-    try:
-        classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
-    except OSError as exc:
-        return f"cannot read {root}: {exc.strerror or exc}."
-    if not classes:
-        return f"{root} has no class folders (an ImageNet-layout folder holds one folder of images per class)."
-    budget = [IMAGE_SCAN_BUDGET]
-    empty = [c for c in classes if not _has_image(root / c, budget)]
-    if empty:
-        return (f"{root}: class folder(s) {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''} hold no image "
-                f"({', '.join(IMAGE_EXTENSIONS)}).")
-    return None
-
-
-def count_images(root: Path, enough: int | None = None) -> tuple[int, bool]:
-    """How many images torchvision's ImageFolder takes from ``root`` (every class folder walked,
-    links followed, files with an image extension), and whether that is the whole count.
-
-    Counting stops at ``enough`` (the count is then ``enough``: at least that many) and after
-    ``IMAGE_SCAN_BUDGET`` directory entries (the count is then a lower bound, and False says so).
-    A folder that links back into itself is walked once along each path.
-    """
-    budget, count = IMAGE_SCAN_BUDGET, 0
-    try:
-        classes = sorted(Path(entry.path) for entry in os.scandir(root) if entry.is_dir())
-    except OSError:
-        return 0, False  # imagefolder_problem reported it
-    for folder in classes:
-        stack: list[tuple[Path, frozenset[tuple[int, int]]]] = [(folder, frozenset())]
-        while stack:
-            current, ancestors = stack.pop()
-            try:
-                info = current.stat()
-                entries = list(os.scandir(current))
-            except OSError:
-                continue
-            if (info.st_dev, info.st_ino) in ancestors:
-                continue
-            inside = ancestors | {(info.st_dev, info.st_ino)}
-            for entry in entries:
-                budget -= 1
-                if budget < 0:
-                    return count, False
-                try:
-                    if entry.is_dir():
-                        stack.append((Path(entry.path), inside))
-                        continue
-                except OSError:
-                    pass  # os.walk takes it for a file
-                if entry.name.lower().endswith(IMAGE_EXTENSIONS):
-                    count += 1
-                    if enough is not None and count >= enough:
-                        return count, True
-    return count, True
 
 
 def _calibrating_methods(matrix: dict[str, Any]) -> list[str]:
@@ -1182,232 +1008,6 @@ def _calibration_images_problem(dataset: dict[str, Any], data: dict[str, Any]) -
                         f"or name a separate calibration folder with dataset.calibration.")
     return "path", (f"{folder} has {found} images, {too_few}: evaluation {found} (every image: dataset.samples is "
                     f"not set) + {cal_text} = {found + m} images needed, {found} found. {advice}")
-
-
-def _has_image(folder: Path, budget: list[int]) -> bool:
-    """Whether an image file lies anywhere below ``folder`` (links followed, each directory once).
-
-    Reads at most ``budget[0]`` directory entries (shared by the calls of one check): past
-    that (a huge folder, or ``path: /``) it cannot tell and says yes; ImageFolder decides then.
-    """
-    stack, seen = [folder], set()
-    if budget[0] <= 0:
-        return True
-    while stack:
-        current = stack.pop()
-        try:
-            info = current.stat()
-            entries = list(os.scandir(current))
-        except OSError:
-            continue
-        if (info.st_dev, info.st_ino) in seen:
-            continue
-        seen.add((info.st_dev, info.st_ino))
-        for entry in entries:
-            budget[0] -= 1
-            if budget[0] < 0:
-                return True
-            try:
-                if entry.is_dir():
-                    stack.append(Path(entry.path))
-                elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
-                    return True
-            except OSError:
-                continue
-    return False
-
-
-def _labels_problem(labels: Path, folders: list[Path], num_classes: int) -> str | None:
-    """What is wrong with a ``labels:`` file (JSON: class folder name -> class index) for these folders."""
-    try:
-        if labels.exists() and not labels.is_dir() and not labels.is_file():
-            return f"{labels} is not a regular file (a device or a pipe?): name a JSON file."
-        if labels.stat().st_size > MAX_MATRIX_BYTES:
-            return f"{labels} is too large for a label mapping ({labels.stat().st_size:,} bytes)."
-        mapping = json.loads(labels.read_bytes())
-    except FileNotFoundError:
-        return f"no such file {labels}."
-    except IsADirectoryError:
-        return f"{labels} is a directory; labels: names a JSON file."
-    except OSError as exc:
-        return f"cannot read {labels}: {exc.strerror or exc}."
-    except (ValueError, RecursionError):
-        return f"{labels} is not JSON (it maps each class folder to its class index, e.g. {{\"cat\": 281}})."
-    if not isinstance(mapping, dict):
-        return f"{labels} must hold a JSON object mapping each class folder to its class index."
-    for folder in folders:
-        try:
-            classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
-        except OSError:
-            continue  # imagefolder_problem reported it
-        missing = [c for c in classes if c not in mapping]
-        if missing:
-            return f"{labels} has no label for class folder(s) {', '.join(missing[:5])} of {folder}."
-        for name in classes:
-            value = mapping[name]
-            index = value if isinstance(value, int) and not isinstance(value, bool) else (
-                int(value) if isinstance(value, str) and value.isdigit() else None)
-            if index is None or not 0 <= index < num_classes:
-                return (f"{labels}: class folder {name!r} has label {_shown(value)}; a label is a class index "
-                        f"from 0 to {num_classes - 1}.")
-    return None
-
-
-# safetensors' dtypes and their sizes in bytes (the format's header spells them this way).
-SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
-                      "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8}
-# The globals torch.load(weights_only=True) resolves (torch/_weights_only_unpickler.py,
-# _get_allowed_globals), as patterns, after Python 2 names are mapped as torch maps them.
-_TORCH_DTYPE = r"(u?int\d+|float\d*(_\w+)?|bfloat16|half|double|complex\d+|cfloat|cdouble|chalf|short|int|long|bool|q(u)?int\d+(x\d+)?|bits\w+)"
-SAFE_GLOBALS = re.compile(
-    r"^(collections\.(OrderedDict|Counter)|_codecs\.encode|builtins\.(bytearray|set|complex)"
-    r"|torch\.(Size|Tensor|device|serialization\._get_layout|nn\.parameter\.Parameter)"
-    rf"|torch\.{_TORCH_DTYPE}"
-    r"|torch\.per_(tensor|channel)_(affine|symmetric)|torch\.per_channel_affine_float_qparams"
-    r"|torch(\.cuda|\.sparse)?\.[A-Z]\w*Tensor|torch(\.cuda)?\.\w*Storage|torch\.storage\.(Typed|Untyped)Storage"
-    r"|torch\._utils\._rebuild_\w+|torch\._tensor\._rebuild_from_type_v2)$"
-)
-_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
-# The opcodes torch's weights-only unpickler accepts; it refuses every other one.
-SAFE_OPCODES = frozenset({
-    "GLOBAL", "NEWOBJ", "REDUCE", "BUILD", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "MARK", "TUPLE", "TUPLE1",
-    "TUPLE2", "TUPLE3", "NONE", "NEWFALSE", "NEWTRUE", "EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET",
-    "BININT", "BININT1", "BININT2", "BINFLOAT", "BINUNICODE", "SHORT_BINSTRING", "BINPERSID", "BINGET",
-    "LONG_BINGET", "BINPUT", "LONG_BINPUT", "LONG1", "PROTO", "STOP",
-})
-LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, the first pickle of a pre-1.6 file
-
-
-def checkpoint_problem(path: Path) -> str | None:
-    """What keeps ``weights.load_checkpoint`` from loading ``path``, found without torch and
-    without unpickling anything; None when it looks loadable.
-
-    ``.safetensors``: the header must be JSON whose tensors fill the file exactly. Otherwise
-    a torch file (zip since torch 1.6, or the legacy stream of pickles): complete, and its
-    pickle may only name the globals and opcodes ``torch.load(weights_only=True)`` accepts,
-    so pickled code (``os.system``, a whole pickled model) is refused here and never run.
-    Whether the tensors fit the architecture needs the model, so torch, and is checked when
-    the case builds.
-    """
-    try:
-        if path.is_dir():
-            return "is a directory, not a checkpoint file."
-        if not path.is_file():
-            return "is not a regular file (a device or a pipe?): name a checkpoint file."
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            if path.suffix == ".safetensors":
-                return _safetensors_problem(fh, size)
-            head = fh.read(4)
-            fh.seek(0)
-            if zipfile.is_zipfile(fh):
-                return _torch_zip_problem(fh, size)
-            if head.startswith(b"PK"):
-                return "is truncated or corrupt: a zip archive without its end (torch.save writes complete zip files)."
-            if head[:1] == b"\x80":
-                fh.seek(0)  # is_zipfile moved it
-                return _legacy_problem(fh)
-    except OSError as exc:
-        return f"cannot be read: {exc.strerror or exc}."
-    what = "empty" if size == 0 else "neither a torch checkpoint (a zip archive or a pickle) nor .safetensors"
-    return f"is {what}: torch.load cannot read it."
-
-
-def _safetensors_problem(fh: Any, size: int) -> str | None:
-    head = fh.read(8)
-    if len(head) < 8:
-        return f"is truncated: {size} bytes is shorter than a safetensors header."
-    length = int.from_bytes(head, "little")
-    if length > size - 8:
-        return (f"is truncated or not a safetensors file: its header claims {length:,} bytes and only "
-                f"{size - 8:,} follow.")
-    try:
-        header = json.loads(fh.read(length))
-    except (ValueError, RecursionError):
-        return "is corrupt: its safetensors header is not JSON."
-    if not isinstance(header, dict):
-        return "is corrupt: its safetensors header is not a JSON object."
-    data_bytes, end = size - 8 - length, 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        fields: list[Any] = [info.get(k) for k in ("dtype", "shape", "data_offsets")] if isinstance(
-            info, dict) else [None, None, None]
-        dtype, shape, offsets = fields
-        valid = (dtype in SAFETENSORS_DTYPES and isinstance(shape, list) and isinstance(offsets, list)
-                 and all(type(d) is int and d >= 0 for d in shape)
-                 and len(offsets) == 2 and all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1])
-        if not valid:
-            return f"is corrupt: tensor {_shown(name)} has no valid dtype, shape and data_offsets in its header."
-        need = math.prod(shape) * SAFETENSORS_DTYPES[dtype]
-        if offsets[1] - offsets[0] != need:
-            return (f"is corrupt: tensor {_shown(name)} spans {offsets[1] - offsets[0]:,} bytes, its shape and dtype "
-                    f"need {need:,}.")
-        end = max(end, offsets[1])
-    if end > data_bytes:
-        return f"is truncated: its tensors need {end:,} bytes of data and the file holds {data_bytes:,}."
-    if end < data_bytes:
-        return f"is corrupt: {data_bytes - end:,} bytes after the last tensor belong to none."
-    return None
-
-
-def _torch_zip_problem(fh: Any, size: int) -> str | None:
-    try:
-        with zipfile.ZipFile(fh) as zf:
-            infos = zf.infolist()
-            pickles = [i.filename for i in infos if i.filename.endswith("data.pkl") and i.filename.count("/") <= 1]
-            if not pickles:
-                return "is a zip archive without data.pkl: not a file torch.save wrote."
-            prefix = pickles[0][: -len("data.pkl")]
-            if any(i.filename.startswith(prefix + "code/") for i in infos):
-                return ("is a TorchScript archive (torch.jit.save), not a state_dict: save model.state_dict() "
-                        "with torch.save.")
-            for info in infos:
-                if info.header_offset + info.compress_size > size:
-                    return f"is truncated: {info.filename} runs past the end of the file."
-            data = zf.read(pickles[0])  # checks its CRC
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
-        return f"is corrupt: {exc}."
-    return _pickle_problem(io.BytesIO(data), "data.pkl")
-
-
-def _legacy_problem(fh: Any) -> str | None:
-    """A pre-1.6 torch file: five pickles (magic number, protocol, system info, the object,
-    the storage keys), then raw storage bytes."""
-    for index in range(5):
-        problem = _pickle_problem(fh, f"pickle {index + 1}", magic=index == 0)
-        if problem:
-            return problem
-    return None
-
-
-def _pickle_problem(fh: Any, name: str, magic: bool = False) -> str | None:
-    """Scan one pickle (up to its STOP) with pickletools, which only reads it: every global it
-    names and every opcode must be one torch's weights-only unpickler accepts."""
-    first = True
-    try:
-        for opcode, arg, _ in pickletools.genops(fh):
-            if magic and first and opcode.name != "PROTO":
-                first = False
-                if opcode.name != "LONG1" or arg != LEGACY_MAGIC:
-                    return "is a pickle but not a torch checkpoint (no torch magic number)."
-            if opcode.name == "PROTO":
-                continue
-            first = False
-            if opcode.name in ("GLOBAL", "INST"):
-                module, _, attr = str(arg).partition(" ")
-                dotted = f"{_PY2_MODULES.get(module, module)}.{attr}"
-                if not SAFE_GLOBALS.match(dotted):
-                    return (f"carries pickled code: {name} calls {_shown(dotted)}, which a state_dict never "
-                            f"needs; refused without unpickling it (save model.state_dict(), or use .safetensors).")
-            elif opcode.name not in SAFE_OPCODES:
-                return (f"carries a pickle opcode ({opcode.name}) that torch.load(weights_only=True) refuses; "
-                        f"refused without unpickling it (re-save it with torch.save(model.state_dict(), ...)).")
-            if opcode.name == "STOP":
-                return None
-    except (ValueError, EOFError) as exc:
-        return f"is truncated or corrupt: {name} cannot be read ({_shown(str(exc), 100)})."
-    return f"is truncated: {name} ends before its STOP."
 
 
 # --------------------------------------------------------------------------- axes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -178,7 +179,7 @@ def imagefolder(path: str, size: int = 224, limit: int | None = None, labels: st
     return InputSet("imagefolder", torch.stack(xs), torch.tensor(ys), pipeline, tuple(files))
 
 
-def input_set(dataset: dict[str, Any], size: int, seed: int = 0) -> InputSet:
+def input_set(dataset: Mapping[str, Any], size: int, seed: int = 0) -> InputSet:
     """The evaluation set a matrix's ``dataset`` section names."""
     name = dataset["name"]
     if name == "synthetic":
@@ -203,7 +204,7 @@ class CalibrationSet:
     overlap_with_evaluation: int
 
 
-def calibration_set(dataset: dict[str, Any], size: int, samples: int, seed: int = 0) -> CalibrationSet:
+def calibration_set(dataset: Mapping[str, Any], size: int, samples: int, seed: int = 0) -> CalibrationSet:
     """Calibration images that are never evaluation images (MLPerf's rule: calibrating on the
     test set flatters int8 accuracy).
 

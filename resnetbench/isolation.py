@@ -33,9 +33,10 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from resnetbench.settings import LimitsSettings
+
 POLL_S = 0.05
-DEFAULT_LIMITS = {"timeout_s": 1800.0, "memory_gb": None}  # memory_gb None: MEMORY_SHARE of the machine
-MEMORY_SHARE = 0.85
+MEMORY_SHARE = 0.85  # of the machine's memory, where the matrix's limits.memory_gb is unset
 _FAULTS = {  # faulthandler's first line -> what the record says
     "Segmentation fault": "segfault (SIGSEGV)",
     "Aborted": "abort (SIGABRT)",
@@ -50,12 +51,10 @@ def machine_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def limits_for(matrix_limits: dict[str, float]) -> tuple[float, int]:
+def limits_for(limits: LimitsSettings) -> tuple[float, int]:
     """(timeout seconds, memory bytes) of one test from the matrix's ``limits``."""
-    merged = {**DEFAULT_LIMITS, **matrix_limits}
-    memory_gb = merged["memory_gb"]
-    memory = int(memory_gb * 1e9) if memory_gb else int(MEMORY_SHARE * machine_memory_bytes())
-    return float(merged["timeout_s"] or DEFAULT_LIMITS["timeout_s"]), memory  # type: ignore[arg-type]
+    memory = int(limits.memory_gb * 1e9) if limits.memory_gb else int(MEMORY_SHARE * machine_memory_bytes())
+    return float(limits.timeout_s), memory
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -142,14 +142,14 @@ def memory_estimate(case: Case, config: Config) -> tuple[int, str]:
         one_call += conv
     phases = {f"one call at batch {case.batch}, input_size {size}: {' + '.join(parts)}": one_call}
     dataset = config.dataset
-    evaluation = {"synthetic": dataset.get("samples", 64), "digits": DIGITS_IMAGES["test"]}.get(
-        dataset["name"], dataset.get("samples"))
+    evaluation = {"synthetic": dataset.samples or 64, "digits": DIGITS_IMAGES["test"]}.get(
+        dataset.name, dataset.samples)
     if evaluation:
         phases[f"the evaluation set, {evaluation} images at input_size {size}"] = int(evaluation) * image
     method = get_method(case.compression)
     if method.calibrates:
         samples = int(method.settings_for(case.settings).get("calibration_samples", 64))
-        if dataset["name"] == "digits":
+        if dataset.name == "digits":
             samples = DIGITS_IMAGES["train"]
         phases[f"the calibration set, {samples} images at input_size {size}"] = samples * image
     if config.weights.get("source") == "train":
@@ -196,7 +196,9 @@ def expand(config: Config) -> list[Case]:
             batch=int(combo["batch"]),
             tolerances=tol,
             size_tolerance=dict(size_tol),
-            settings=dict(config.compression_settings.get(combo["compression"], {})),
+            # the backend's settings, under its own key or (as before) under the method's
+            settings={**config.compression_settings.get(combo["compression"], {}),
+                      **config.backend_settings.get(combo["backend"], {})},
         )
         cases.setdefault(case.id, case)
     if not cases:

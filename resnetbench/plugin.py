@@ -85,10 +85,8 @@ class RunState:
         return self.config.claims and (self.shard is None or self.shard[0] == 1)
 
     def gate_threshold(self) -> float:
-        """The matrix's gate threshold; ``stats.DEFAULT_THRESHOLD`` (10%) by default."""
-        from resnetbench.stats import DEFAULT_THRESHOLD
-
-        return float(self.config.gate.get("threshold", DEFAULT_THRESHOLD))
+        """The matrix's gate threshold (``gate.threshold``, 10% by default)."""
+        return float(self.config.gate.threshold)
 
     def baseline_case(self, case_id: str) -> dict[str, Any] | None:
         """The baseline's record of a case, if a baseline was given and has it."""
@@ -125,7 +123,7 @@ class RunState:
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "environment": self.environment,
             # the matrix's gate settings: compare reads its allowances from the current run
-            "gate": self.config.gate,
+            "gate": self.config.gate.to_dict(),
             "cases": [rec.to_dict() for rec in sorted(self.records.values(), key=lambda r: order.get(r.id, len(order)))],
             "claims": list(self.claims.values()),
         }
@@ -277,8 +275,8 @@ def pytest_configure(config: pytest.Config) -> None:
             except results_io.ResultsError as exc:
                 raise pytest.UsageError(f"--durations-path: {exc}") from None
         cases = shard_cases(cases, k, n, cfg.input_size, durations, claims=cfg.claims)
-    cache_dir = Path(config.getoption("cache_dir") or cfg.cache.get("dir") or default_cache_dir())
-    max_gb = cfg.cache.get("max_gb")
+    cache_dir = Path(config.getoption("cache_dir") or cfg.cache.dir or default_cache_dir())
+    max_gb = cfg.cache.max_gb
     state = RunState(
         config=cfg,
         cases=cases,
@@ -718,7 +716,7 @@ def _replicate_latency(session: pytest.Session, state: RunState) -> None:
     import sys
     import tempfile
 
-    wanted = int(state.config.latency.get("processes", 1))
+    wanted = state.config.latency.processes
     timed = {case_id: rec for case_id, rec in state.records.items()
              if rec.latency is not None and rec.latency.paired}
     for rec in timed.values():

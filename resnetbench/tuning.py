@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from resnetbench.backends.base import Recipe, Runner
+from resnetbench.settings import TuningSettings
 
 PROTOCOL = 3  # bump when the way recipes are checked or timed changes: cached choices are then made again
 # (3: non-finite outputs rejected; a cached choice of 2 may be a recipe that returned NaN)
@@ -182,7 +183,7 @@ def choose(
     backend_name: str,
     case_id: str,
     recipes: tuple[Recipe, ...],
-    tuning: dict[str, Any],
+    tuning: TuningSettings,
     load: Callable[[Recipe, bool], Runner],
     sample: torch.Tensor,
     dtype: str,
@@ -198,7 +199,7 @@ def choose(
     """
     names = [r.name for r in recipes]
     by_name = {r.name: r for r in recipes}
-    pinned = (tuning.get("recipes") or {}).get(backend_name)
+    pinned = tuning.recipes.get(backend_name)
     offered = {r.name: r.summary for r in recipes}
     if pinned is not None:
         if pinned not in by_name:
@@ -208,10 +209,10 @@ def choose(
         runner = load(by_name[pinned], False)
         return runner, {"recipe": pinned, "how": "pinned by the matrix (tuning.recipes)", "offered": offered,
                         "cost_s": 0.0, "load_s": time.perf_counter() - start}
-    if len(recipes) == 1 or not tuning.get("enabled", True):
+    if len(recipes) == 1 or not tuning.enabled:
         how = "the backend's only recipe" if len(recipes) == 1 else "tuning off (tuning.enabled: false): the default"
         return load(recipes[0], False), {"recipe": recipes[0].name, "how": how, "offered": offered, "cost_s": 0.0}
-    budget = float(tuning.get("budget_s", 20.0))
+    budget = float(tuning.budget_s)
     description = {"artifact": artifact_key, "fingerprint": machine_fingerprint(threads), "protocol": PROTOCOL,
                    "recipes": [[r.name, r.options] for r in recipes], "budget_s": budget,
                    "sample": list(sample.shape)}

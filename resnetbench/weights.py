@@ -67,7 +67,7 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     complete, and a pickle that names only what torch's weights-only loader accepts), and
     whatever the loaders still raise becomes a WeightsError naming the file.
     """
-    from resnetbench.config import checkpoint_problem
+    from resnetbench.inputs.checkpoints import checkpoint_problem
 
     if not path.exists():
         raise WeightsError(f"weights file {path} does not exist")

@@ -34,7 +34,8 @@ import pytest
 
 from resnetbench import cli, matrix
 from resnetbench import results as results_io
-from resnetbench.config import LEGACY_MAGIC, MAX_MATRIX_BYTES, ConfigError, checkpoint_problem, load_config
+from resnetbench.config import MAX_MATRIX_BYTES, ConfigError, load_config
+from resnetbench.inputs.checkpoints import LEGACY_MAGIC, checkpoint_problem
 from resnetbench.matrix import expand
 
 REPO = Path(__file__).resolve().parent.parent
@@ -406,7 +407,7 @@ def test_image_search_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     path.write_text(HEAD + "dataset: {name: imagefolder, path: imgs}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="class folder\\(s\\) cat, dog hold no image"):
         load_config(path)
-    monkeypatch.setattr("resnetbench.config.IMAGE_SCAN_BUDGET", 10)
+    monkeypatch.setattr("resnetbench.inputs.imagefolders.IMAGE_SCAN_BUDGET", 10)
     assert load_config(path).dataset["name"] == "imagefolder"
 
 

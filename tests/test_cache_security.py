@@ -471,6 +471,7 @@ matrix:
     - {arch: resnet18, backend: onnxruntime}
 input_size: 32
 dataset: {name: synthetic, samples: 8}
+tuning: {enabled: false}  # recipe choice is tested in test_tuning.py
 claims: false
 """
 

@@ -16,6 +16,7 @@ import yaml
 from resnetbench import cli
 from resnetbench.config import ConfigError, json_schema, load_config
 from resnetbench.matrix import expand
+from resnetbench.settings import CacheSettings, DatasetSettings, GateSettings, LatencySettings
 
 REPO = Path(__file__).resolve().parent.parent
 ARCH_LIST = "resnet18, resnet34, resnet50, resnet101, resnet152"
@@ -368,14 +369,14 @@ def test_minimal_matrix_loads_with_defaults(tmp_path: Path) -> None:
     assert cfg.path == path
     assert cfg.matrix == {"arch": ["resnet18"], "backend": ["eager"]}
     assert cfg.weights == {"source": "random", "seed": 0}
-    assert cfg.dataset == {"name": "synthetic"}
+    assert cfg.dataset == DatasetSettings(name="synthetic") and dict(cfg.dataset) == {"name": "synthetic"}
     assert cfg.input_size == 224
     assert cfg.seed == 0
     assert cfg.threads is None
     assert cfg.allow_slow is False
     # processes: 1 under this suite's conftest (RESNETBENCH_LATENCY_PROCESSES), else 3
-    assert cfg.latency == {"warmup": 5, "rounds": 20, "pairs": 40, "blocks": 8, "retimes": 2, "processes": 1}
-    assert cfg.tolerances == {} and cfg.cache == {} and cfg.architectures == {}
+    assert cfg.latency == LatencySettings(warmup=5, rounds=20, pairs=40, blocks=8, retimes=2, processes=1)
+    assert cfg.tolerances == {} and cfg.cache == CacheSettings() and dict(cfg.cache) == {} and cfg.architectures == {}
     [case] = expand(cfg)
     assert case.id == "resnet18-fp32-none-eager-b1"
     assert case.tolerances == {"rel_l2": 1e-4, "centered_rel_l2": 1e-3, "top1_agreement": 0.99}
@@ -385,15 +386,15 @@ def test_partial_settings_keep_other_defaults(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(MINIMAL + "latency: {rounds: 7}\ngate: {threshold: 0.2}\nseed: 11\n", encoding="utf-8")
     cfg = load_config(path)
-    assert cfg.latency == {"warmup": 5, "rounds": 7, "pairs": 40, "blocks": 8, "retimes": 2, "processes": 1}
-    assert cfg.gate == {"threshold": 0.2}
+    assert cfg.latency == LatencySettings(warmup=5, rounds=7, pairs=40, blocks=8, retimes=2, processes=1)
+    assert cfg.gate.threshold == 0.2 and cfg.gate.memory_threshold == GateSettings().memory_threshold
     assert cfg.weights == {"source": "random", "seed": 11}
 
 
 def test_gate_allowances_load(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(MINIMAL + "gate:\n  allow:\n    - {id: 'resnet152-*', reason: too slow here}\n", encoding="utf-8")
-    assert load_config(path).gate == {"allow": [{"id": "resnet152-*", "reason": "too slow here"}]}
+    assert load_config(path).gate.to_dict()["allow"] == [{"id": "resnet152-*", "reason": "too slow here"}]
 
 
 def test_trained_weights_train_at_the_matrix_input_size(tmp_path: Path) -> None:
@@ -456,7 +457,8 @@ def test_include_only_matrix_is_valid(tmp_path: Path) -> None:
 
 
 def test_latency_processes_default_and_its_override(tmp_path, monkeypatch):
-    from resnetbench.config import LATENCY_DEFAULTS, PROCESSES_ENV
+    from resnetbench.config import LATENCY_DEFAULTS
+    from resnetbench.settings import PROCESSES_ENV
 
     path = tmp_path / "m.yaml"
     path.write_text(MINIMAL, encoding="utf-8")
@@ -470,3 +472,57 @@ def test_latency_processes_default_and_its_override(tmp_path, monkeypatch):
     monkeypatch.setenv(PROCESSES_ENV, "1")
     path.write_text(MINIMAL + "latency: {processes: 4}\n", encoding="utf-8")
     assert load_config(path).latency["processes"] == 4  # the matrix wins over the environment
+
+
+# --------------------------------------------------------------------------- backend settings
+BACKEND_SETTINGS = """matrix:
+  arch: [resnet18]
+  backend: [openvino, onnxruntime]
+  compression: [none, static]
+  dtype: [fp32, int8]
+  exclude: [{dtype: int8, compression: none}, {dtype: fp32, compression: static}]
+"""
+
+
+def test_backend_settings_reach_only_their_backend_s_cases(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(BACKEND_SETTINGS + "backend_settings: {openvino: {performance_hint: THROUGHPUT}}\n"
+                    "compression_settings: {static: {calibration_samples: 8}}\n", encoding="utf-8")
+    cases = {c.id: c for c in expand(load_config(path))}
+    assert cases["resnet18-fp32-none-openvino-b1"].settings == {"performance_hint": "THROUGHPUT"}
+    assert cases["resnet18-int8-static-openvino-b1"].settings == {"calibration_samples": 8,
+                                                                  "performance_hint": "THROUGHPUT"}
+    assert cases["resnet18-int8-static-onnxruntime-b1"].settings == {"calibration_samples": 8}
+    assert cases["resnet18-fp32-none-onnxruntime-b1"].settings == {}
+
+
+def test_backend_settings_the_backend_does_not_declare_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(BACKEND_SETTINGS + "backend_settings:\n  openvino: {performance_hnt: THROUGHPUT}\n")
+    with pytest.raises(ConfigError, match=r"m.yaml:8: unknown key 'performance_hnt' in backend_settings.openvino"
+                                          r".*Did you mean 'performance_hint'"):
+        load_config(path)
+    path.write_text(BACKEND_SETTINGS + "backend_settings:\n  eager: {threads: 2}\n")
+    with pytest.raises(ConfigError, match=r"m.yaml:8: backend_settings.eager: `eager` declares no settings; remove it"):
+        load_config(path)
+    path.write_text(BACKEND_SETTINGS + "backend_settings:\n  openvino: {performance_hint: FAST}\n")
+    with pytest.raises(ConfigError, match=r"m.yaml:8: backend_settings.openvino.performance_hint: 'FAST' is not allowed"):
+        load_config(path)
+
+
+def test_backend_settings_as_matrices_wrote_them_before_still_load(tmp_path: Path) -> None:
+    """Under a method's compression_settings, as before ``backend_settings`` existed; the legacy
+    table accepts what the backends declare, with the same types."""
+    from resnetbench.backends import get_backend
+    from resnetbench.config import LEGACY_BACKEND_SETTINGS
+
+    declared = {}
+    for name in ("coreml", "openvino", "onnxruntime"):
+        declared.update(get_backend(name).settings_schema or {})
+    strip = ("description", "default")
+    assert {k: {f: v for f, v in s.items() if f not in strip} for k, s in declared.items()} == \
+        {k: {f: v for f, v in s.items() if f not in strip} for k, s in LEGACY_BACKEND_SETTINGS.items()}
+    path = tmp_path / "m.yaml"
+    path.write_text(BACKEND_SETTINGS + "compression_settings: {none: {performance_hint: THROUGHPUT}}\n")
+    cases = {c.id: c for c in expand(load_config(path))}
+    assert cases["resnet18-fp32-none-openvino-b1"].settings == {"performance_hint": "THROUGHPUT"}

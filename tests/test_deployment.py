@@ -18,6 +18,7 @@ matrix:
   backend: [eager, onnxruntime]
 input_size: 64
 deployment: {runs: 3}
+tuning: {enabled: false}  # recipe choice is tested in test_tuning.py
 claims: false
 """
 
@@ -96,6 +97,7 @@ matrix:
   backend: [eager, onnxruntime]
 input_size: 32
 deployment: {runs: 1}
+tuning: {enabled: false}
 claims: false
 """
     _, data = run_matrix(matrix, "-m", "deployment or size")

@@ -12,15 +12,8 @@ from pathlib import Path
 import pytest
 
 from resnetbench import docgen
-from resnetbench.config import (
-    DEPLOYMENT_DEFAULTS,
-    LATENCY_DEFAULTS,
-    PROFILE_DEFAULTS,
-    TUNING_DEFAULTS,
-    default_latency_processes,
-    json_schema,
-    load_config,
-)
+from resnetbench.config import json_schema, load_config
+from resnetbench.settings import SECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,17 +60,18 @@ def test_the_references_list_every_key_and_option() -> None:
 
 
 def test_each_default_is_the_one_a_run_gets(tmp_path: Path) -> None:
-    """The schema shows each default from where it is defined; a matrix that sets nothing gets it."""
+    """The schema shows each section's defaults from its class (settings.py); a matrix that sets
+    nothing in a section gets the class's defaults."""
     props = json_schema()["properties"]
     m = tmp_path / "m.yaml"
-    m.write_text("matrix: {arch: [resnet18]}\nprofile: {}\ndeployment: {}\ntuning: {}\nlatency: {}\n")
+    m.write_text("matrix: {arch: [resnet18]}\n" + "".join(f"{key}: {{}}\n" for key in SECTIONS if key != "dataset"))
     config = load_config(m)
-    for section, defined in (("latency", {**LATENCY_DEFAULTS, "processes": default_latency_processes()}),
-                             ("tuning", TUNING_DEFAULTS), ("profile", PROFILE_DEFAULTS),
-                             ("deployment", DEPLOYMENT_DEFAULTS)):
-        shown = {key: node["default"] for key, node in props[section]["properties"].items() if "default" in node}
-        assert shown == defined, section
-        assert getattr(config, section) == defined, section
+    for key, section in SECTIONS.items():
+        node = props[key]["oneOf"][1] if key == "dataset" else props[key]
+        shown = {name: prop["default"] for name, prop in node["properties"].items() if "default" in prop}
+        defined = {name: value for name, value in section.defaults().items() if value is not None and value != ()}
+        assert shown == defined, key
+        assert getattr(config, key) == section(), key
     for key in ("input_size", "seed", "allow_slow", "claims"):
         assert props[key]["default"] == getattr(config, key), key
     assert props["compression_settings"]["properties"]["static"]["properties"]["calibration_samples"]["default"] \

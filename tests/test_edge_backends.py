@@ -124,6 +124,7 @@ tolerances: {dtype: {fp32: {rel_l2: 1.0e-5}}}
 compression_settings:
   static: {calibration_samples: 16}
 latency: {warmup: 3, rounds: 10, pairs: 10, blocks: 5}
+tuning: {enabled: false}  # recipe choice is tested in test_tuning.py
 claims: false
 """
 

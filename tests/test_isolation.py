@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from resnetbench.isolation import crash_reason, limits_for, machine_memory_bytes
+from resnetbench.settings import LimitsSettings
 from tests.conftest import by_id
 
 BAD_ARCHS = '''
@@ -82,6 +83,7 @@ input_size: 32
 dataset: {{name: synthetic, samples: 8}}
 latency: {{warmup: 1, rounds: 4, pairs: 6, blocks: 3}}
 limits: {{timeout_s: 40, memory_gb: 4}}
+tuning: {{enabled: false}}
 claims: false
 """
 
@@ -117,9 +119,9 @@ def test_a_segfault_a_hang_and_a_memory_blowup_cost_only_their_cases(pytester, r
 
 
 def test_limits_default_and_from_the_matrix():
-    timeout, memory = limits_for({})
+    timeout, memory = limits_for(LimitsSettings())
     assert timeout == 1800 and 0.8 * machine_memory_bytes() < memory < machine_memory_bytes()
-    assert limits_for({"timeout_s": 5, "memory_gb": 2}) == (5.0, 2_000_000_000)
+    assert limits_for(LimitsSettings(timeout_s=5, memory_gb=2)) == (5.0, 2_000_000_000)
 
 
 def test_crash_reason_reads_the_watchdog_the_faulthandler_then_the_signal(tmp_path):

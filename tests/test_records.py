@@ -26,6 +26,7 @@ from resnetbench.records import (
     LatencyRecord,
     SizeRecord,
 )
+from resnetbench.settings import GateSettings
 
 EXAMPLE = Path(__file__).parent / "data" / "results_example.json"
 
@@ -105,7 +106,7 @@ def test_run_state_writes_case_records_that_load(tmp_path: Path) -> None:
     from resnetbench.matrix import Case
     from resnetbench.plugin import RunState
 
-    config = SimpleNamespace(input_size=32, path="m.yaml", gate={})
+    config = SimpleNamespace(input_size=32, path="m.yaml", gate=GateSettings())
     state = RunState(config=config, cases=[], results_path=tmp_path / "results.json", threads=1,  # type: ignore[arg-type]
                      cache=None, environment={"threads": 1})
     case = Case("resnet18", "fp32", "none", "eager", 1, tolerances={"rel_l2": 1e-4})

@@ -13,6 +13,7 @@ import torch
 from resnetbench import tuning
 from resnetbench.backends.base import Recipe
 from resnetbench.cache import ArtifactCache
+from resnetbench.settings import TuningSettings
 
 FAST = Recipe("fast", {"delay": 0.0})
 SLOW = Recipe("slow", {"delay": 0.004})
@@ -61,7 +62,7 @@ SAMPLE = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
 
 def choose(recipes: tuple[Recipe, ...], cache: ArtifactCache, loader: Loader,
            settings: dict[str, Any] | None = None, key: str = "artifact-1") -> tuple[Any, dict[str, Any]]:
-    cfg = {"enabled": True, "budget_s": 5.0, "recipes": {}, **(settings or {})}
+    cfg = TuningSettings.from_mapping({"budget_s": 5.0, **(settings or {})})
     return tuning.choose("toy", "resnet18-fp32-none-toy-b1", recipes, cfg, loader, SAMPLE, "fp32", cache, key, 1)
 
 

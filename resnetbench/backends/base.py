@@ -108,6 +108,9 @@ class Backend:
     # Its artifact is weights for a PyTorch module (a state_dict): loading needs the module
     # built first (``build.load_deployed``). Self-contained artifacts (ONNX, IR, TorchScript) do not.
     loads_into_module: ClassVar[bool] = False
+    # The settings a matrix may give this backend (``backend_settings: {name: {...}}``): key ->
+    # JSON Schema with a "description". Read from ``ctx.settings``. None: it reads none.
+    settings_schema: ClassVar[dict[str, Any] | None] = None
 
     def unsupported(self, case: Case) -> str | None:
         """Why this backend cannot build or run ``case``; None when it can."""
@@ -170,6 +173,10 @@ class Backend:
         """Why this machine can build ``case``'s artifact but not execute it (e.g. a runtime that
         exists only on another OS): accuracy and latency skip with this reason, size still counts."""
         return None
+
+    def setting(self, ctx: BuildContext, key: str) -> Any:
+        """The case's value of one of this backend's declared settings, else its declared default."""
+        return ctx.settings.get(key, (self.settings_schema or {})[key].get("default"))
 
     def extra_name(self) -> str:
         return self.name

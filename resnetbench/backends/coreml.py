@@ -80,6 +80,8 @@ class CoreMLRunner:
 
 class CoreMLBackend(Backend):
     name = "coreml"
+    settings_schema = {"compute_units": {"type": "string", "enum": list(COMPUTE_UNITS), "default": "CPU_ONLY",
+                                         "description": "the compute units the converted model may use"}}
     dtypes = frozenset({"fp32", "fp16", "int8"})
     quantization = frozenset({INT8_DYNAMIC})
     requires = ("coremltools",)
@@ -148,7 +150,7 @@ class CoreMLBackend(Backend):
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> CoreMLRunner:
         import coremltools as ct
 
-        units = str(ctx.settings.get("compute_units", "CPU_ONLY"))
+        units = str(self.setting(ctx, "compute_units"))
         if units not in COMPUTE_UNITS:
             raise ValueError(f"coreml: compute_units {units!r} is not one of {', '.join(COMPUTE_UNITS)}")
         runs = coreml_runs_here()

@@ -138,6 +138,8 @@ def session_options(threads: int, optimized_path: Path | None = None, level: str
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    settings_schema = {"save_optimized": {"type": "boolean", "default": False,
+                                          "description": "also store ONNX Runtime's optimised graph beside the model"}}
     dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
     quantization = frozenset({INT8_DYNAMIC, INT8_STATIC})
     requires = ("onnxruntime", "onnx")
@@ -170,7 +172,7 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         optimized = None
-        if ctx.settings.get("save_optimized"):
+        if self.setting(ctx, "save_optimized"):
             optimized = entry.parent / (entry.name + "-optimized.onnx")
         level = ctx.recipe.options.get("level", "all")
         session = ort.InferenceSession(

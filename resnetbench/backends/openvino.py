@@ -55,6 +55,9 @@ RECIPES = (
 
 class OpenVINOBackend(Backend):
     name = "openvino"
+    settings_schema = {"performance_hint": {
+        "type": "string", "enum": ["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"],
+        "description": "the compile-time performance hint (default: LATENCY at batch 1, THROUGHPUT above)"}}
     dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
     # Weights-and-activations int8 comes from the static QDQ model; there is no dynamic path.
     quantization = frozenset({INT8_STATIC})
@@ -97,8 +100,7 @@ class OpenVINOBackend(Backend):
         import openvino as ov
 
         core = ov.Core()
-        hint = "LATENCY" if case.batch == 1 else "THROUGHPUT"
-        hint = ctx.settings.get("performance_hint", hint)
+        hint = self.setting(ctx, "performance_hint") or ("LATENCY" if case.batch == 1 else "THROUGHPUT")
         config = {
             "PERFORMANCE_HINT": hint,
             "INFERENCE_NUM_THREADS": ctx.threads,

@@ -47,6 +47,7 @@ import numpy as np
 from resnetbench.backends.profile import blame, format_blame
 from resnetbench.records import BLOCKING, DECISIONS, lookup
 from resnetbench.results import ResultsError
+from resnetbench.settings import GateSettings
 from resnetbench.stats import (
     BLOCK_ALPHA,
     DEFAULT_THRESHOLD,
@@ -125,7 +126,8 @@ def _size_check(
 # it passes the threshold *and* the floor: tiny models load in ~50 MB and start in ~2 s,
 # where 25% is within what imports and page cache move between runs.
 DEPLOYMENT_QUANTITIES = (("load_peak_mb", "MB", 32.0), ("inference_peak_mb", "MB", 32.0), ("cold_start_s", "s", 0.25))
-DEFAULT_DEPLOYMENT_THRESHOLDS = {"memory": 0.25, "cold_start": 0.25}
+DEFAULT_DEPLOYMENT_THRESHOLDS = {"memory": GateSettings().memory_threshold,  # the gate section's defaults
+                                 "cold_start": GateSettings().cold_start_threshold}
 
 
 def _deployment_samples(case: dict[str, Any], key: str, where: str) -> list[float]:

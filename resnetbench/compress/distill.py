@@ -51,7 +51,7 @@ def prepare(student: nn.Module, case: Case, ctx: MethodContext) -> tuple[nn.Modu
     student = build_model(case.arch, num_classes_for(config.weights), config.seed)
     T, alpha = float(settings["temperature"]), float(settings["alpha"])
     teacher = ctx.base_model(settings["teacher"]).eval()
-    if config.dataset.get("name") == "digits":
+    if config.dataset.name == "digits":
         train = data.digits(config.input_size, "train", config.seed)
         test = data.digits(config.input_size, "test", config.seed)
         x_train, x_test = train.images, test.images

@@ -41,7 +41,7 @@ def prepare(model: nn.Module, case: Case, ctx: MethodContext) -> tuple[nn.Module
     info: dict[str, Any] = {"channel_ratio": amount, "params_before": before, "params_after": after,
                             "pruner": f"torch_pruning {tp.__version__} BasePruner, L1 magnitude"}
     epochs = int(settings.get("finetune_epochs", 0))
-    if epochs and config.dataset.get("name") == "digits" and config.weights["source"] == "train":
+    if epochs and config.dataset.name == "digits" and config.weights["source"] == "train":
         info["finetune"] = finetune_digits(model, config, epochs)
     return model.eval(), info
 

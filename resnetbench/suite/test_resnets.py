@@ -294,7 +294,7 @@ def _flops(case: Any, built: Any, run_state: Any) -> dict[str, int]:
     # what the compressed model's structure depends on, as its own cache entry (build.compressed_model)
     prepare = built.method.prepare
     desc = {**base_description(cfg, case.arch), "compression": case.compression, "settings": settings_for(case),
-            "dataset": cfg.dataset, "batch": case.batch,
+            "dataset": cfg.dataset.to_dict(), "batch": case.batch,
             "code": code_version("resnetbench.measure.latency", *([prepare.__module__] if prepare else []))}
     key = ("flops", repr(desc))
     if key not in run_state.memo:
