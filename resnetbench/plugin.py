@@ -9,9 +9,12 @@ atomically.
 Under pytest-xdist (``-n 2``) the controller owns the results file: each worker sends
 the case records and claims its tests changed on the test report itself
 (``report.resnetbench``), and the controller writes them as they arrive. A case's tests
-stay on one worker (the default ``--dist load`` becomes ``_CaseScheduling``) so they
+stay on one worker (the default ``--dist load`` becomes ``session.scheduling.CaseScheduling``) so they
 share one build; the machine lock in ``quiet.py`` keeps every latency timing alone.
 ``--isolate`` is ``-n 1`` with ``isolation.py``'s limits: a crashing case costs only itself.
+
+The state of a run lives in ``resnetbench.session``, one class per role: ``RunState`` (serial),
+``WorkerState`` and ``ControllerState``.
 
 Every finished test is also appended to the journal (``journal.py``); ``--resume``
 runs only the tests a killed run had not finished.
@@ -20,8 +23,6 @@ runs only the tests a killed run had not finished.
 from __future__ import annotations
 
 import datetime as dt
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,13 @@ import pytest
 
 from resnetbench import journal as journal_io
 from resnetbench import results as results_io
-from resnetbench.config import Config, ConfigError
-from resnetbench.records import CaseRecord, LatencyRecord
+from resnetbench.config import ConfigError
+from resnetbench.records import LatencyRecord
+from resnetbench.session import TEST_KINDS
+from resnetbench.session.controller import ControllerState
+from resnetbench.session.replicas import replicate_latency
+from resnetbench.session.state import RunState
+from resnetbench.session.worker import WorkerState
 
 SUITE = Path(__file__).parent / "suite" / "test_resnets.py"
 MARKERS = {
@@ -41,137 +47,6 @@ MARKERS = {
     "gpu": "needs a CUDA device",
     "deployment": "cold start and memory in fresh processes (when the matrix sets deployment:)",
 }
-TEST_KINDS = {"test_size": "size", "test_accuracy": "accuracy", "test_latency": "latency",
-              "test_deployment": "deployment"}
-
-
-@dataclass
-class RunState:
-    """Everything one ``--matrix`` session shares; lives in ``config.stash``."""
-
-    config: Config
-    cases: list[Any]
-    results_path: Path
-    threads: int
-    cache: Any
-    environment: dict[str, Any] = field(default_factory=dict)
-    records: dict[str, CaseRecord] = field(default_factory=dict)
-    claims: dict[str, dict[str, Any]] = field(default_factory=dict)
-    memo: dict[Any, Any] = field(default_factory=dict)
-    started: str = ""
-    baseline: dict[str, Any] | None = None
-    fresh_outputs: bool = False  # --fresh-outputs: never reuse a case's cached outputs
-    shard: tuple[int, int] | None = None  # (K, N) of --shard
-    matrix_case_ids: list[str] = field(default_factory=list)  # every case of the unsharded matrix
-    role: str = "serial"  # "serial", or under pytest-xdist "controller" / "worker"
-    sent: dict[str, str] = field(default_factory=dict)  # worker: what it last sent, per record/claim
-    worker_cache: dict[str, tuple[int, int]] = field(default_factory=dict)  # controller: hits, builds
-    journal: journal_io.Journal | None = None  # serial/controller: every finished test, fsynced
-    journaled: dict[str, str] = field(default_factory=dict)  # what the journal last got, per record/claim
-    resumed: set[tuple[str, str]] = field(default_factory=set)  # --resume: (case id or "claim", kind/claim id)
-    isolation_dir: Path | None = None  # under xdist: where workers' watchdogs and faulthandlers write
-    guard: Any = None  # worker: its isolation.WorkerGuard
-    replica: bool = False  # --latency-replica: re-times another run's latency cases, nothing more
-    progress: Any = None  # serial runs: a progress.Progress that prints each case's phases
-
-    def phase(self, case: Any, name: str) -> None:
-        """Say that ``case`` starts phase ``name`` (nothing where no progress is shown)."""
-        if self.progress is not None:
-            self.progress.phase(case.id, name)
-
-    @property
-    def runs_claims(self) -> bool:
-        """The claims run once per matrix: in shard 1 of a sharded run."""
-        return self.config.claims and (self.shard is None or self.shard[0] == 1)
-
-    def gate_threshold(self) -> float:
-        """The matrix's gate threshold (``gate.threshold``, 10% by default)."""
-        return float(self.config.gate.threshold)
-
-    def baseline_case(self, case_id: str) -> dict[str, Any] | None:
-        """The baseline's record of a case, if a baseline was given and has it."""
-        if self.baseline is None:
-            return None
-        return next((c for c in self.baseline["cases"] if c["id"] == case_id), None)
-
-    def record(self, case: Any) -> CaseRecord:
-        """The results record of a case (created on first use)."""
-        if case.id not in self.records:
-            self.records[case.id] = CaseRecord(
-                **case.axes(),
-                id=case.id,
-                outcome="skipped",
-                reason="",
-                input_size=self.config.input_size,
-                tests={},
-                tolerances=case.tolerances,
-                settings=case.settings,
-                notes=[],
-            )
-        return self.records[case.id]
-
-    def results(self) -> dict[str, Any]:
-        for rec in self.records.values():
-            rec.outcome = results_io.combine_outcomes((rec.tests or {}).values())
-        order = {c.id: i for i, c in enumerate(self.cases)}  # matrix order, resumed records included
-        sharded = {"shard": f"{self.shard[0]}/{self.shard[1]}", "matrix_cases": self.matrix_case_ids} if self.shard else {}
-        return {
-            "schema_version": results_io.SCHEMA_VERSION,
-            "matrix_file": str(self.config.path),
-            **sharded,
-            "started": self.started,
-            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "environment": self.environment,
-            # the matrix's gate settings: compare reads its allowances from the current run
-            "gate": self.config.gate.to_dict(),
-            "cases": [rec.to_dict() for rec in sorted(self.records.values(), key=lambda r: order.get(r.id, len(order)))],
-            "claims": list(self.claims.values()),
-        }
-
-    def write(self, finished: bool = True) -> None:
-        """Rewrite the results file; ``finished``: a test ended, so journal what it changed."""
-        if self.role == "worker":
-            return  # the controller writes what the worker's reports carry
-        if finished and self.journal is not None:
-            changed = self._changed(self.journaled)
-            self.journal.append(changed["records"], changed["claims"])
-        results_io.write_atomic(self.results_path, self.results())
-
-    def adopt(self, records: dict[str, dict[str, Any]], claims: dict[str, dict[str, Any]], last: dict[str, str]) -> None:
-        """Take records and claims a killed run finished (``--resume``); ``last`` already has them."""
-        ids = {c.id for c in self.cases}
-        for case_id, data in records.items():
-            if case_id in ids:
-                self.records[case_id] = CaseRecord.from_dict(data)
-        self.claims.update(claims)
-        self._changed(last)
-
-    def _changed(self, last: dict[str, str]) -> dict[str, dict[str, Any]]:
-        """The records and claims that differ from ``last`` (updated), as plain dicts."""
-        import json
-
-        out: dict[str, dict[str, Any]] = {"records": {}, "claims": {}}
-        for part, items in (("records", {k: r.to_dict() for k, r in self.records.items()}), ("claims", self.claims)):
-            for key, value in items.items():
-                text = json.dumps(value, sort_keys=True, default=str)
-                if last.get(f"{part}:{key}") != text:
-                    last[f"{part}:{key}"] = text
-                    out[part][key] = json.loads(text)
-        return out
-
-    def changes(self) -> dict[str, Any]:
-        """Worker: the records and claims changed since the last call, as plain dicts."""
-        return {**self._changed(self.sent), "worker": os.environ.get("PYTEST_XDIST_WORKER"),
-                "cache": [self.cache.hits, self.cache.misses]}
-
-    def receive(self, payload: dict[str, Any], finished: bool) -> None:
-        """Controller: take a worker's changes (``changes``) into the results."""
-        for case_id, data in payload["records"].items():
-            self.records[case_id] = CaseRecord.from_dict(data)
-        self.claims.update(payload["claims"])
-        self.worker_cache[str(payload["worker"])] = tuple(payload["cache"])  # type: ignore[assignment]
-        if payload["records"] or payload["claims"]:
-            self.write(finished)
 
 
 STATE = pytest.StashKey[RunState]()
@@ -277,7 +152,14 @@ def pytest_configure(config: pytest.Config) -> None:
         cases = shard_cases(cases, k, n, cfg.input_size, durations, claims=cfg.claims)
     cache_dir = Path(config.getoption("cache_dir") or cfg.cache.dir or default_cache_dir())
     max_gb = cfg.cache.max_gb
-    state = RunState(
+    # The role decides the state's class: a pytest-xdist worker, the controller of workers, or a serial run.
+    if hasattr(config, "workerinput"):
+        role: type[RunState] = WorkerState
+    elif config.getoption("dist", "no") != "no" and config.getoption("tx"):
+        role = ControllerState
+    else:
+        role = RunState
+    state = role(
         config=cfg,
         cases=cases,
         results_path=Path(config.getoption("results")),
@@ -295,17 +177,15 @@ def pytest_configure(config: pytest.Config) -> None:
             state.baseline = results_io.load(baseline_path)
         except results_io.ResultsError as exc:
             raise pytest.UsageError(f"--baseline: {exc}") from None
-    if hasattr(config, "workerinput"):
-        state.role = "worker"
-        resumed = config.workerinput["resnetbench_resumed"]  # type: ignore[attr-defined]
-        state.resumed = {tuple(t) for t in resumed["tests"]}  # type: ignore[misc]
-        state.adopt(resumed["records"], resumed["claims"], state.sent)  # the controller has them
-    elif config.getoption("dist", "no") != "no" and config.getoption("tx"):
+    if isinstance(state, WorkerState):
+        state.take_resumed(config.workerinput["resnetbench_resumed"])  # type: ignore[attr-defined]
+    elif isinstance(state, ControllerState):
         import tempfile
 
-        state.role = "controller"
+        from resnetbench.session.controller import Controller
+
         state.isolation_dir = Path(tempfile.mkdtemp(prefix="resnetbench-isolation-"))
-        config.pluginmanager.register(_Controller(state, config), "resnetbench-controller")
+        config.pluginmanager.register(Controller(state, config), "resnetbench-controller")
     config.stash[STATE] = state
     # Collect the packaged suite instead of the project's tests (unless paths were given).
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -401,86 +281,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """xdist's default ``--dist load`` would scatter a case's tests over workers, each building it."""
     if config.stash.get(STATE, None) is None or config.getoption("dist") != "load":
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    from resnetbench.session.scheduling import CaseScheduling
 
-    class _CaseScheduling(LoadScopeScheduling):
-        """Schedules by case: ``test_size[ID]``, ``test_accuracy[ID]`` and ``test_latency[ID]`` go together.
-
-        (xdist's ``xdist_group`` mark would do this, but xdist 3.8 rewrites ``item._nodeid``,
-        which pytest 9.2 no longer reads.)
-        """
-
-        abandoned: list[str]
-
-        def _split_scope(self, nodeid: str) -> str:
-            return case_scope(nodeid)
-
-        def remove_node(self, node: Any) -> str | None:
-            """A crashed worker: requeue its other cases, but not the crashed one (isolation.py).
-
-            xdist would requeue the crashed test itself, which would crash the next worker.
-            """
-            workload = self.assigned_work.pop(node)
-            pending = [(scope, nodeid) for scope, unit in workload.items() for nodeid, done in unit.items()
-                       if not done]
-            if not pending:
-                return None
-            crash_scope, crashitem = pending[0]
-            self.abandoned = [nodeid for scope, nodeid in pending[1:] if scope == crash_scope]
-            self.workqueue.update({scope: unit for scope, unit in workload.items()
-                                   if scope != crash_scope and not all(unit.values())})
-            for other in self.assigned_work:
-                self._reschedule(other)
-            return crashitem
-
-    return _CaseScheduling(config, log)
-
-
-def case_scope(nodeid: str) -> str:
-    """The unit of xdist scheduling: the case id for a case's tests, else the test itself."""
-    name, bracket, param = nodeid.partition("[")
-    return param.removesuffix("]") if bracket and name.rsplit("::", 1)[-1] in TEST_KINDS else nodeid
-
-
-class _Controller:
-    """xdist controller: takes the records and claims the workers' reports carry."""
-
-    def __init__(self, state: RunState, config: pytest.Config) -> None:
-        self.state = state
-        self.config = config
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        payload = getattr(report, "resnetbench", None)
-        if payload is not None:
-            self.state.receive(payload, finished=report.when == "teardown" or not report.passed)
-
-    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
-        """A worker died in ``crashitem``: its case becomes ``error`` with the reason; the rest goes on."""
-        from resnetbench.isolation import crash_reason, worker_returncode
-
-        node = getattr(report, "node", None)
-        worker = getattr(getattr(node, "gateway", None), "id", "?")
-        assert self.state.isolation_dir is not None
-        why = crash_reason(self.state.isolation_dir, worker, worker_returncode(node))
-        report.longrepr = f"crashed: {why['reason']} (worker {worker} was replaced)"
-        abandoned = getattr(sched, "abandoned", [])
-        sched.abandoned = []
-        cases = {c.id: c for c in self.state.cases}
-        for nodeid in [crashitem, *abandoned]:
-            name, _, param = nodeid.partition("[")
-            kind = TEST_KINDS.get(name.rsplit("::", 1)[-1])
-            case = cases.get(param.removesuffix("]"))
-            if kind is not None and case is not None:
-                rec = self.state.record(case)
-                rec.tests = {**(rec.tests or {}), kind: "error"}
-                if nodeid == crashitem:
-                    rec.reason = f"crashed in test_{kind}: {why['reason']}"
-                    rec.note(f"crash ({why['kind']}) in test_{kind}: {why['reason']}")
-            if nodeid != crashitem:
-                skipped = pytest.TestReport(nodeid, (nodeid.split("::")[0], None, nodeid), {}, "failed",
-                                            f"not run: {crashitem} crashed ({why['reason']})", "setup")
-                self.config.hook.pytest_runtest_logreport(report=skipped)
-        self.state.write()
+    return CaseScheduling(config, log)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -604,7 +407,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     state = item.config.stash.get(STATE, None)
     if state is not None:
         _update_record(item, report, state)
-        if state.role == "worker":
+        if isinstance(state, WorkerState):
             report.resnetbench = state.changes()  # type: ignore[attr-defined]  # travels to the controller
     return report
 
@@ -666,7 +469,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from resnetbench.measure.stability import recheck_run
 
     if not state.replica:
-        _replicate_latency(session, state)
+        replicate_latency(state, session.config.invocation_params.args, session.config.invocation_params.dir)
     if state.environment:
         state.environment["calibration_end"] = calibration_kernel()
     latencies = {case_id: r.latency.to_dict() for case_id, r in state.records.items() if r.latency is not None}
@@ -702,64 +505,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             fh.write(render_markdown(data, comparison=comparison))
 
 
-def _replicate_latency(session: pytest.Session, state: RunState) -> None:
-    """Re-time this run's latency cases in ``latency.processes - 1`` fresh processes, one after another.
-
-    Each is this run's own command line with ``-m latency``, a ``-k`` that names exactly the
-    cases timed here, no report, summary or baseline, and the same artifact cache: it builds
-    and tunes nothing (the cache has it all), and runs only the latency phase. Its paired
-    timings and stability go into the case's ``latency.replicas``; ``latency.processes``
-    counts the processes with paired timings. A replica that fails to start or to write
-    results is recorded as such, and the gate then has fewer processes for the case.
-    """
-    import subprocess
-    import sys
-    import tempfile
-
-    wanted = state.config.latency.processes
-    timed = {case_id: rec for case_id, rec in state.records.items()
-             if rec.latency is not None and rec.latency.paired}
-    for rec in timed.values():
-        assert rec.latency is not None
-        rec.latency.processes = 1
-    if wanted <= 1 or not timed:
-        return
-    args = list(session.config.invocation_params.args)
-    select = " or ".join(f"[{case_id}]" for case_id in timed)
-    with tempfile.TemporaryDirectory(prefix="resnetbench-replica-") as tmp:
-        for i in range(1, wanted):
-            if state.progress is not None:
-                if i == 1:
-                    state.progress.write("")  # off the line of pytest's dots and percentage
-                state.progress.note(f"latency process {i + 1}/{wanted}: re-timing {len(timed)} case(s) in a fresh "
-                                    f"process (latency.processes)")
-            out = Path(tmp) / f"replica{i}.json"
-            cmd = [sys.executable, "-m", "pytest", *args, "-m", "latency", "-k", select, "--results", str(out),
-                   "--report", "", "--summary", "", "--baseline", "", "--latency-replica", "-q",
-                   "-p", "no:cacheprovider", "--cache-dir", str(state.cache.root)]
-            proc = subprocess.run(cmd, cwd=session.config.invocation_params.dir, capture_output=True, text=True,
-                                  check=False)
-            try:
-                cases = {c["id"]: c for c in results_io.load(out)["cases"]}
-            except results_io.ResultsError as exc:
-                tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-                for rec in timed.values():
-                    rec.note(f"latency replica {i} wrote no results ({exc}; exit {proc.returncode}: "
-                             f"{' / '.join(tail)})")
-                continue
-            for case_id, rec in timed.items():
-                lat = (cases.get(case_id) or {}).get("latency") or {}
-                replica = {"paired": lat.get("paired"), "stability": lat.get("stability"),
-                           "median_ms": lat.get("median_ms"), "outcome": (cases.get(case_id) or {}).get("outcome")}
-                assert rec.latency is not None
-                rec.latency.replicas = [*(rec.latency.replicas or []), replica]
-                if lat.get("paired"):
-                    rec.latency.processes = (rec.latency.processes or 1) + 1
-                else:
-                    rec.note(f"latency replica {i} has no paired timings for this case "
-                             f"({replica['outcome'] or 'absent'})")
-
-
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is None:
@@ -772,8 +517,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         f"{len(state.records)} cases: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     )
     terminalreporter.write_line(f"results: {state.results_path}")
-    hits = state.cache.hits + sum(h for h, _ in state.worker_cache.values())
-    builds = state.cache.misses + sum(b for _, b in state.worker_cache.values())
+    hits, builds = state.cache_counts()
     terminalreporter.write_line(f"cache: {state.cache.root} ({hits} hits, {builds} builds)")
     if "gate_table" in state.memo:
         terminalreporter.section("regression gate")

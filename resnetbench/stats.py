@@ -1,7 +1,7 @@
 """Latency statistics of the regression gate: pure functions on samples and blocks.
 
 They know nothing of results files (``compare`` reads those and calls them) and never
-import torch. The measurement side (the suite's ``_gate`` in ``suite/test_resnets.py``,
+import torch. The measurement side (``_gate`` in ``measure/latency_case.py``,
 the plugin's ``gate_threshold``, ``resnetbench gate-check``) imports from here, so
 measuring never imports the gate.
 

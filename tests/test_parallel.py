@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from resnetbench import quiet
-from resnetbench.plugin import case_scope
+from resnetbench.session import case_scope
 from tests.conftest import by_id
 
 HOLD = """
