@@ -93,6 +93,7 @@ matrix:
   arch: [resnet18]
 dataset: {{name: imagefolder, path: {root}}}
 input_size: 32
+tuning: {{enabled: false}}
 claims: false
 """
     result, results = run_matrix(matrix, "-m", "accuracy")

@@ -78,6 +78,7 @@ architectures: {tinyresnet: "myarch:tiny"}
 input_size: 32
 dataset: {name: synthetic, samples: 8}
 latency: {warmup: 1, rounds: 3}
+tuning: {enabled: false}  # recipe choice is tested in test_tuning.py
 claims: false
 """
     result, data = run_matrix(matrix)
@@ -108,6 +109,7 @@ input_size: 32
 latency: {{warmup: 1, rounds: 3}}
 compression_settings:
   static: {{calibration_samples: 64}}
+tuning: {{enabled: false}}  # recipe choice is tested in test_tuning.py
 claims: false
 """
 
