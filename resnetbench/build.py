@@ -34,7 +34,7 @@ from resnetbench.compress.base import Method, MethodContext
 from resnetbench.config import Config
 from resnetbench.environment import library_versions
 from resnetbench.matrix import Case
-from resnetbench.settings import TuningSettings
+from resnetbench.settings import CALIBRATION_SAMPLES, TuningSettings
 from resnetbench.weights import create_model, num_classes_for, weights_id
 
 
@@ -67,7 +67,7 @@ def context_for(config: Config, case: Case, threads: int) -> BuildContext:
     settings = settings_for(case)
     if not get_method(case.compression).calibrates:
         return BuildContext(threads=threads, input_size=config.input_size, settings=settings)
-    cal = data.calibration_set(config.dataset, config.input_size, int(settings.get("calibration_samples", 64)), config.seed)
+    cal = data.calibration_set(config.dataset, config.input_size, int(settings.get("calibration_samples", CALIBRATION_SAMPLES)), config.seed)
     if cal.overlap_with_evaluation:
         raise data.DatasetError(f"{cal.source}: {cal.overlap_with_evaluation} calibration images are evaluation images")
     return BuildContext(threads=threads, input_size=config.input_size, calibration=cal.images, settings=settings,

@@ -31,6 +31,7 @@ from resnetbench.records import AXES
 from resnetbench.registries import BACKENDS, COMPRESSIONS, DEFAULT_BACKEND, DEFAULT_COMPRESSION
 from resnetbench.registry import Registry, RegistryError
 from resnetbench.settings import (
+    CALIBRATION_SAMPLES,
     DEFAULT_LATENCY_PROCESSES,
     RECIPE_NAME,
     SECTIONS,
@@ -948,7 +949,7 @@ def _calibrating_methods(matrix: dict[str, Any]) -> list[str]:
 def _calibration_samples(name: str, written: dict[str, Any]) -> int | None:
     """The calibration images a method takes (``build.context_for``: its setting, default 64)."""
     try:
-        value = COMPRESSIONS.get(name).settings_for(written).get("calibration_samples", 64)
+        value = COMPRESSIONS.get(name).settings_for(written).get("calibration_samples", CALIBRATION_SAMPLES)
     except Exception:
         return None
     return value if isinstance(value, int) and not isinstance(value, bool) else None

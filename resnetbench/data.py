@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from resnetbench.settings import SYNTHETIC_SAMPLES
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -183,7 +185,7 @@ def input_set(dataset: Mapping[str, Any], size: int, seed: int = 0) -> InputSet:
     """The evaluation set a matrix's ``dataset`` section names."""
     name = dataset["name"]
     if name == "synthetic":
-        return synthetic(dataset.get("samples", 64), size, dataset.get("seed", seed))
+        return synthetic(dataset.get("samples", SYNTHETIC_SAMPLES), size, dataset.get("seed", seed))
     if name == "digits":
         ds = digits(size, "test", dataset.get("seed", seed))
         limit = dataset.get("samples")

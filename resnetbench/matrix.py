@@ -42,6 +42,7 @@ from resnetbench.config import (  # the axes and their expansion live with the s
 from resnetbench.domain import DEFAULT_SIZE_TOLERANCE, Case  # re-exported: the vocabulary lives in the leaf
 from resnetbench.formulas import DTYPE_BYTES
 from resnetbench.registries import get_method
+from resnetbench.settings import CALIBRATION_SAMPLES, SYNTHETIC_SAMPLES
 
 # Accuracy tolerances by dtype and by compression method (the metrics and why they are
 # centred: measure/accuracy.py). "Measured" figures: random seeded weights, 32 synthetic
@@ -142,13 +143,13 @@ def memory_estimate(case: Case, config: Config) -> tuple[int, str]:
         one_call += conv
     phases = {f"one call at batch {case.batch}, input_size {size}: {' + '.join(parts)}": one_call}
     dataset = config.dataset
-    evaluation = {"synthetic": dataset.samples or 64, "digits": DIGITS_IMAGES["test"]}.get(
+    evaluation = {"synthetic": dataset.samples or SYNTHETIC_SAMPLES, "digits": DIGITS_IMAGES["test"]}.get(
         dataset.name, dataset.samples)
     if evaluation:
         phases[f"the evaluation set, {evaluation} images at input_size {size}"] = int(evaluation) * image
     method = get_method(case.compression)
     if method.calibrates:
-        samples = int(method.settings_for(case.settings).get("calibration_samples", 64))
+        samples = int(method.settings_for(case.settings).get("calibration_samples", CALIBRATION_SAMPLES))
         if dataset.name == "digits":
             samples = DIGITS_IMAGES["train"]
         phases[f"the calibration set, {samples} images at input_size {size}"] = samples * image

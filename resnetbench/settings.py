@@ -28,6 +28,8 @@ JSON_TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "st
               "dict[str, str]": "object", "tuple[dict[str, str], ...]": "array"}
 RECIPE_NAME = r"^[a-z0-9][a-z0-9_.+-]{0,63}$"
 PROCESSES_ENV = "RESNETBENCH_LATENCY_PROCESSES"
+SYNTHETIC_SAMPLES = 64  # evaluation images of ``dataset: synthetic`` without ``samples``
+CALIBRATION_SAMPLES = 64  # calibration images of a calibrating method that does not say
 DEFAULT_LATENCY_PROCESSES = 3
 
 S = TypeVar("S", bound="Section")
@@ -251,7 +253,8 @@ class DatasetSettings(Section):
     labels: str | None = setting(None, "JSON file mapping each class folder to a class index")
     calibration: str | None = setting(None, "folder of calibration images for static int8 (default: images of "
                                             "`path` the evaluation does not use)")
-    samples: int | None = setting(None, "evaluation images", minimum=1, maximum=1_000_000)
+    samples: int | None = setting(None, f"evaluation images (synthetic: {SYNTHETIC_SAMPLES}; digits and image "
+                                        "folders: every image)", minimum=1, maximum=1_000_000)
     seed: int | None = setting(None, "seed of the synthetic images and of the sample draw", minimum=0,
                                maximum=2**32 - 1)
 

@@ -9,12 +9,13 @@ images (``data.calibration_set``).
 from __future__ import annotations
 
 from resnetbench.compress.base import INT8_STATIC, Method
+from resnetbench.settings import CALIBRATION_SAMPLES
 
 METHOD = Method(
     "static",
     frozenset({"int8"}),
     quantization=INT8_STATIC,
-    defaults={"calibration_samples": 64},
+    defaults={"calibration_samples": CALIBRATION_SAMPLES},
     # MLPerf Inference's closed-division rule on labelled data (>= 99% of fp32 top-1); the
     # output-level limits are the int8 dtype's (matrix.py says how they were measured).
     tolerances={"centered_cosine": 0.4, "spread_error": 0.5, "top1_drop_points": 1.0, "top1_ratio": 0.99},
