@@ -229,7 +229,7 @@ def test_the_injected_block_is_blamed_first_in_nine_of_ten_trials_on_every_profi
     rng = random.Random(0)
     costs: dict[str, list[float]] = {backend: [] for backend in profilers}
     trials = []
-    for trial in range(10):
+    for _ in range(10):
         block = rng.choice(BLOCKS)
         slow = _tiny(arch_dir, block)
         slow.load_state_dict(base_model.state_dict())
