@@ -1,4 +1,4 @@
-"""``resnetbench`` command line: validate, schema, sizes, claims, report, compare, merge, cache, train."""
+"""``resnetbench`` command line: validate, schema, sizes, claims, report, compare, decide, merge, cache, train."""
 
 from __future__ import annotations
 
@@ -157,6 +157,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return main_compare(args.baseline, args.current, args.threshold, args.strict, allow=args.allow)
 
 
+def cmd_decide(args: argparse.Namespace) -> int:
+    from resnetbench import results as results_io
+    from resnetbench.decide import Scenario, ScenarioError, decide, format_decision
+
+    try:
+        scenario = Scenario.load(args.scenario)
+        decision = decide(results_io.merge(args.results), scenario)
+    except (results_io.ResultsError, ScenarioError) as exc:
+        return _err(str(exc))
+    print(format_decision(decision))
+    if args.json:
+        Path(args.json).write_text(json.dumps(decision.to_dict(), indent=2) + "\n", encoding="utf-8")
+    # no pick (nothing satisfies, or nothing could be decided) is not a decision
+    return EXIT_OK if decision.pick is not None else EXIT_REGRESSION
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from resnetbench import results as results_io
 
@@ -250,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow", action="append", default=[], metavar="PATTERN=REASON",
                    help="let a blocking case (id glob) pass, with the reason printed; repeatable")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("decide", help="which configuration to ship under a scenario's constraints and objective "
+                                      "(exit 0: a pick, 1: none satisfies or none could be decided, 2: bad input)")
+    p.add_argument("results", nargs="+", help="results file(s) of one run (shards are merged)")
+    p.add_argument("--scenario", default="edge", help="edge, cloud, or a YAML file with constraints: and "
+                                                      "objective: (default %(default)s)")
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the decision as JSON here")
+    p.set_defaults(func=cmd_decide)
 
     p = sub.add_parser("merge", help="merge shard results into one file (exit 1: duplicate or missing cases)")
     p.add_argument("results", nargs="+", help="the shards' results files")
