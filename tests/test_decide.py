@@ -142,3 +142,16 @@ def test_the_command_exits_0_with_a_pick_1_without_and_2_on_bad_input(tmp_path: 
     assert cli.main(["decide", str(good), "--scenario", str(tmp_path / "nope.yaml")]) == 2
     assert "neither a built-in scenario (edge, cloud) nor a file" in capsys.readouterr().err
     assert cli.main(["decide", str(tmp_path / "missing.json")]) == 2
+
+
+def test_the_report_opens_with_the_pick_for_the_guide_s_scenarios() -> None:
+    from resnetbench.report import render_html
+
+    data = json.loads((Path(__file__).parent / "data" / "results_example.json").read_text())
+    picked = next(c for c in data["cases"] if c["id"] == "resnet18-int8-static-onnxruntime-b1")
+    picked["latency"]["p99_ms"] = 6.0
+    html = render_html(data)
+    ship = html[html.index('<section id="ship">'):html.index("</section>", html.index('<section id="ship">'))]
+    assert "Pick: <strong>resnet18-int8-static-onnxruntime-b1</strong>" in ship  # edge
+    assert "<strong>No pick</strong>" in ship  # cloud: no capacity measured yet
+    assert html.index('<section id="ship">') < html.index('<section id="cases-section">')

@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from resnetbench.decide import SCENARIOS, Scenario, decide, format_decision
 from resnetbench.records import AXES, DECISION_LABELS, DECISIONS, unstable_cases
 from resnetbench.report.cells import (
     CASE_COLUMNS,
@@ -112,6 +113,8 @@ def render_html(
         key=lambda c: (problem_rank.get(str(c.get("outcome")), 3), str(c.get("id"))),
     )
     claims = list(results.get("claims") or [])
+    # the guide's closing question, for its two scenarios (``resnetbench decide`` for others)
+    ship = [decide(results, Scenario.load(name)) for name in SCENARIOS]
     plotly = _plotly_payload() if figures else None
     context = {
         "title": "resnetbench report",
@@ -139,6 +142,7 @@ def render_html(
         "undecidable": _undecidable_cases(cases),
         "unstable": unstable_cases(cases),
         "claims": claims,
+        "ship": [{"decision": d, "text": format_decision(d)} for d in ship],
         "details": case_details(cases),
         "comparison": _delta_rows(comparison, results, baseline)
         if comparison is not None
