@@ -265,9 +265,19 @@ def format_decision(d: Decision) -> str:
     if d.pick is not None:
         lines.append(f"pick: {d.pick.case_id} ({objective} {_figure(d.pick, objective)})")
         if d.runner_up is not None:
-            beats = [f"{f} {_figure(d.pick, f)} vs {_figure(d.runner_up, f)}" for f in [objective, *d.front_dims]
-                     if f in FIGURES and d.pick.figures.get(f) != d.runner_up.figures.get(f)]
-            lines.append(f"  beats the runner-up {d.runner_up.case_id} on: {'; '.join(dict.fromkeys(beats)) or 'nothing'}")
+            better: list[str] = []
+            worse: list[str] = []
+            for f in dict.fromkeys([objective, *d.front_dims]):
+                mine, theirs = d.pick.figures.get(f), d.runner_up.figures.get(f)
+                if mine is None or theirs is None or mine == theirs:
+                    continue
+                # the objective in the scenario's sense, the rest in their own better direction
+                direction = ("min" if sense == "minimize" else "max") if f == objective else FIGURES[f][2]
+                (better if _better(mine, theirs, direction) else worse).append(
+                    f"{f} {_figure(d.pick, f)} vs {_figure(d.runner_up, f)}")
+            lines.append(f"  beats the runner-up {d.runner_up.case_id} on: {'; '.join(better) or 'nothing'}")
+            if worse:
+                lines.append(f"  and is worse on: {'; '.join(worse)}")
             if d.tie_broken_by:
                 lines.append(f"  tied on {objective}; the tie is broken by {d.tie_broken_by}")
         lines.append(f"Pareto set over {', '.join(d.front_dims)}: {', '.join(v.case_id for v in d.front)}")

@@ -49,6 +49,13 @@ def test_the_fastest_satisfying_configuration_is_picked_with_what_beats_the_runn
     assert "r50-fp32: max_artifact_mb 50 MB: measured 98 MB" in text
 
 
+def test_what_the_pick_loses_to_the_runner_up_is_said_apart_from_what_it_wins() -> None:
+    d = decide(results(case("fast-big", mb=45, p99=6), case("slow-small", mb=11, p99=12)), EDGE)
+    text = format_decision(d)
+    assert "beats the runner-up slow-small on: p99_ms 6 ms vs 12 ms\n" in text
+    assert "and is worse on: artifact_mb 45 MB vs 11 MB" in text
+
+
 def test_a_dominated_configuration_is_off_the_front_and_not_picked() -> None:
     # b is no better than a on anything and worse on size: dominated; c trades size for latency
     d = decide(results(case("a", mb=11, p99=6, drop=0.5), case("b", mb=20, p99=6, drop=0.5),
