@@ -167,14 +167,14 @@ def _backend_settings_schemas(backends: tuple[str, ...], resolve: Collection[str
     """
     out: dict[str, Any] = {}
     for name in backends:
-        declared = None
+        declared, why = None, f"`{name}` declares no settings"
         if (name in resolve) if resolve is not None else (name in BACKENDS._builtin):
             try:
                 declared = BACKENDS.get(name).settings_schema
-            except Exception:  # an optional runtime missing, a broken plugin: it fails where it runs
-                declared = None
+            except Exception as exc:  # a broken plugin: its settings cannot be checked, so none are taken
+                why = f"`{name}` cannot be imported here to read its settings ({type(exc).__name__}: {exc})"[:300]
         if declared is None:
-            out[name] = {"type": "object", "maxProperties": 0, "description": f"`{name}` declares no settings"}
+            out[name] = {"type": "object", "maxProperties": 0, "description": why}
             continue
         out[name] = {"type": "object", "additionalProperties": False, "properties": dict(declared),
                      "description": f"settings of `{name}`"}
@@ -533,7 +533,6 @@ def _non_finite(data: Any, trail: tuple[Any, ...] = (), visited: set[int] | None
     return None
 
 
-_shown = shown
 
 
 def _where(path: list[Any]) -> str:
@@ -565,29 +564,29 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
         node = _key_node(root, path, key)
         place = f"in {where}" if path else "at the top level"
         allowed_text = ", ".join(allowed) if allowed else "(none)"
-        msg = f"unknown key {_shown(key)} {place}. Allowed keys: {allowed_text}.{_suggest(key, allowed)}"
+        msg = f"unknown key {shown(key)} {place}. Allowed keys: {allowed_text}.{_suggest(key, allowed)}"
         if isinstance(key, bool):
             msg += " (YAML reads a bare on/off/yes/no as a boolean; quote the key.)"
     elif validator == "enum":
         allowed = list(schema["enum"])
         msg = (
-            f"{where}: {_shown(error.instance)} is not allowed. Allowed values: "
+            f"{where}: {shown(error.instance)} is not allowed. Allowed values: "
             f"{', '.join(map(str, allowed))}.{_suggest(error.instance, allowed)}"
         )
     elif validator == "type":
         expected = schema["type"]
         got = _yaml_type(error.instance)
         if error.instance is not None:
-            got += f" {_shown(error.instance)}"
+            got += f" {shown(error.instance)}"
         msg = f"{where}: expected {_article(expected)}, got {got}."
         scalar = isinstance(error.instance, str | int | float) and not isinstance(error.instance, bool)
         if expected == "array" and scalar and len(str(error.instance)) <= 60:
             msg += f" Write a list, e.g. [{error.instance}]."
     elif validator in ("minimum", "exclusiveMinimum"):
-        msg = f"{where}: {_shown(error.instance)} is too small; it must be {'>=' if validator == 'minimum' else '>'} {error.validator_value}."
+        msg = f"{where}: {shown(error.instance)} is too small; it must be {'>=' if validator == 'minimum' else '>'} {error.validator_value}."
     elif validator in ("maximum", "exclusiveMaximum"):
         op = "<=" if validator == "maximum" else "<"
-        msg = f"{where}: {_shown(error.instance)} is too large; it must be {op} {error.validator_value}."
+        msg = f"{where}: {shown(error.instance)} is too large; it must be {op} {error.validator_value}."
     elif validator == "minItems":
         allowed = schema.get("items", {}).get("enum")
         hint = f" Allowed values: {', '.join(map(str, allowed))}." if allowed else ""
@@ -597,7 +596,7 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
         repeat = _node_at(root, [*path, index])
         if repeat is not None:
             node = repeat
-        msg = f"{where}: {_shown(value)} appears more than once; each value may appear once."
+        msg = f"{where}: {shown(value)} appears more than once; each value may appear once."
     elif validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         msg = f"{where}: missing the required key {', '.join(map(repr, missing))}."
@@ -611,12 +610,12 @@ def _describe(error: jsonschema.ValidationError, root: yaml.Node | None) -> tupl
     elif validator == "minProperties":
         msg = f"{where}: an empty entry matches every case; name at least one axis."
     elif validator == "pattern" and error.validator_value == RECIPE_NAME:
-        msg = (f"{where}: {_shown(error.instance)} is not a recipe name (lower-case letters, digits and _ . + -; "
+        msg = (f"{where}: {shown(error.instance)} is not a recipe name (lower-case letters, digits and _ . + -; "
                f"`resnetbench recipes` lists each backend's).")
     elif validator == "pattern":
-        msg = f"{where}: {_shown(error.instance)} must look like 'package.module:function' (or ':Class', ':OBJECT')."
+        msg = f"{where}: {shown(error.instance)} must look like 'package.module:function' (or ':Class', ':OBJECT')."
     elif validator == "oneOf":
-        msg = f"{where}: {_shown(error.instance)} is not a valid value here ({_oneof_hint(path)})."
+        msg = f"{where}: {shown(error.instance)} is not a valid value here ({_oneof_hint(path)})."
     else:
         msg = f"{where}: {error.message[:200]}."
     line = node.start_mark.line + 1 if node is not None else None
@@ -685,7 +684,7 @@ def load_config(path: str | os.PathLike[str], archs: tuple[str, ...] | None = No
     if duplicate:
         key, line1, line2 = duplicate
         raise ConfigError(
-            f"{path}:{line2}: key {_shown(key)} appears twice in one mapping (first on line {line1}); "
+            f"{path}:{line2}: key {shown(key)} appears twice in one mapping (first on line {line1}); "
             f"YAML would keep only the last one. Merge the two entries."
         )
     bad_number = _non_finite(data)
@@ -804,8 +803,8 @@ def _yaml_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
     problem = " ".join((exc.problem or "unreadable YAML").split())
     tag = re.match(r"could not determine a constructor for the tag '(.*)'$", problem)
     if tag:
-        shown = tag.group(1).replace("tag:yaml.org,2002:", "!!")
-        return (f"{path}{line}: unknown YAML tag {_shown(shown)}: a matrix is plain YAML (no tags that "
+        written = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+        return (f"{path}{line}: unknown YAML tag {shown(written)}: a matrix is plain YAML (no tags that "
                 f"build Python objects); remove the tag.")
     if "found unhashable key" in problem:
         return f"{path}{line}: a mapping key must be a plain value, not a list or a mapping."
@@ -927,7 +926,7 @@ def _weights_file_problem(resolved: Path, written: str, bare: bool) -> str | Non
     """What is wrong with the checkpoint a matrix's ``weights`` names; None when it looks loadable."""
     if not resolved.exists():
         if bare:  # `weights: torchvison` is read as a path: say so, and what it was probably meant to be
-            return (f"{_shown(written)} is neither random nor torchvision, so it names a checkpoint file, "
+            return (f"{shown(written)} is neither random nor torchvision, so it names a checkpoint file, "
                     f"and there is no file at {resolved.absolute()}.{_suggest(written, ['random', 'torchvision'])}")
         return f"no checkpoint file at {resolved.absolute()}."
     problem = checkpoint_problem(resolved)
