@@ -48,24 +48,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(DurationRecorder(Path(store)), "resnetbench-test-durations")
 
 
-# Files whose tests judge measured times (a wall clock, a latency or stability verdict, the gate
-# on real timings): marked ``timing``. They run serially, never beside another test; the others
-# may run in parallel (``pytest -n 2 -m "not timing"``).
-TIMING_FILES = {
-    "test_blame.py", "test_ci_local.py", "test_deployment.py", "test_e2e.py", "test_e2e_gate.py",
-    "test_e2e_stability.py", "test_gatecheck.py", "test_isolation.py", "test_mutations.py", "test_paired.py",
-    "test_parallel.py", "test_roof.py", "test_timed_outputs.py", "test_tuning.py", "test_warm_cache.py",
-}
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks the ``timing`` tests. ``--test-shard K/N``: keeps shard K's tests. Each test costs its
+    """``--test-shard K/N``: keeps shard K's tests. Each test costs its
     stored duration (the median of the stored ones when it has none); shards are dealt most
     expensive first, each test to the least loaded shard (resnetbench.shard.assign, the matrix's
     own balancing)."""
-    for item in items:
-        if item.path.name in TIMING_FILES:
-            item.add_marker(pytest.mark.timing)
     text = config.getoption("test_shard")
     if not text or config.getoption("matrix", None):
         return
@@ -99,7 +86,14 @@ class DurationRecorder:
 
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One artifact cache for all end-to-end runs (exports and trained weights are made once)."""
+    """One artifact cache for all end-to-end runs (exports and trained weights are made once).
+    ``RESNETBENCH_TEST_CACHE`` names one directory for several pytest processes: `.ci/run` gives
+    its two halves and their xdist workers one cache (entries are locked while built, so two
+    processes that need the same one build it once)."""
+    shared = os.environ.get("RESNETBENCH_TEST_CACHE")
+    if shared:
+        Path(shared).mkdir(parents=True, exist_ok=True)
+        return Path(shared)
     return tmp_path_factory.mktemp("resnetbench-cache")
 
 

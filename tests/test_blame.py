@@ -33,6 +33,10 @@ from resnetbench.backends.profile import (
 from resnetbench.compare.rules import compare_results
 from resnetbench.matrix import Case
 
+# A module fixture builds what every test here reads: under `--dist loadgroup` (.ci/run) the
+# file's tests share one worker, so it is built once.
+pytestmark = pytest.mark.xdist_group("test_blame")
+
 ARCH = '''
 import os
 
@@ -218,6 +222,7 @@ def _profilers(x: torch.Tensor, tmp_path: Path) -> dict[str, Callable[[torch.nn.
             "torchscript-optimized": lambda model, tag: torchscript(model, tag, optimize=True), "compile": compile_}
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_the_injected_block_is_blamed_first_in_nine_of_ten_trials_on_every_profiled_backend(
         arch_dir: Path, tmp_path: Path) -> None:
@@ -249,6 +254,7 @@ def test_the_injected_block_is_blamed_first_in_nine_of_ten_trials_on_every_profi
     assert max(costs["compile"]) < 120
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_compare_names_the_block_that_got_slower(pytester: Any, run_matrix: Any, arch_dir: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:

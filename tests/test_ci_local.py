@@ -10,6 +10,10 @@ import pytest
 
 from resnetbench.cli import main
 
+# A module fixture builds what every test here reads: under `--dist loadgroup` (.ci/run) the
+# file's tests share one worker, so it is built once.
+pytestmark = pytest.mark.xdist_group("test_ci_local")
+
 ROOT = Path(__file__).resolve().parents[1]
 CASE = "resnet18-fp32-none-onnxruntime-b1"
 MATRIX = """
@@ -88,6 +92,7 @@ def _rehearse(project, base: str, head: str, out: Path, shared_cache: Path, monk
                  "--shards", "2", "-o", str(out)])
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_a_pull_request_that_slows_one_case_by_20_percent_ends_red_naming_it(
         project, tmp_path, shared_cache, monkeypatch, capsys):
@@ -107,6 +112,7 @@ def test_a_pull_request_that_slows_one_case_by_20_percent_ends_red_naming_it(
     assert CASE in (tmp_path / "summary.md").read_text()
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_two_identical_revisions_end_green(project, tmp_path, shared_cache, monkeypatch, capsys):
     code = _rehearse(project, project[1], project[1], tmp_path, shared_cache, monkeypatch)

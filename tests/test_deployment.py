@@ -47,6 +47,7 @@ def _checks(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in record["checks"]}
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_memory_and_cold_start_are_measured_and_gated(pytester: Any, run_matrix: Any,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,6 +56,7 @@ def test_k_selects_by_axis(run_matrix):
     assert len(selected) == 3  # size, accuracy, latency
 
 
+@pytest.mark.timing
 def test_small_matrix_passes_and_writes_results(run_matrix):
     result, data = run_matrix(SMALL)
     result.assert_outcomes(passed=6)

@@ -9,6 +9,8 @@ from conftest import by_id
 
 from resnetbench.cli import main
 
+pytestmark = pytest.mark.timing  # every test here judges measured times (docs/testing.md)
+
 SLOW_CONFTEST = '''
 import os
 import time

@@ -8,6 +8,8 @@ from conftest import by_id
 
 from resnetbench.cli import main
 
+pytestmark = pytest.mark.timing  # every test here judges measured times (docs/testing.md)
+
 JITTER_CONFTEST = '''
 import sys
 import time

@@ -49,6 +49,7 @@ def _wall(fn: Any, *args: Any) -> float:
     return time.perf_counter() - start
 
 
+@pytest.mark.timing
 def test_busy_wait_lasts_at_least_the_requested_time() -> None:
     for seconds in (0.002, 0.005):
         walls = [_wall(busy_wait, seconds) for _ in range(7)]
@@ -60,6 +61,7 @@ def test_busy_wait_lasts_at_least_the_requested_time() -> None:
     assert _wall(busy_wait, -1) < 0.001
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("fraction", [0.10, 0.20])
 def test_slowed_runner_lengthens_a_call_by_the_requested_fraction(fraction: float) -> None:
     base_s = 0.010
@@ -75,6 +77,7 @@ def test_slowed_runner_lengthens_a_call_by_the_requested_fraction(fraction: floa
     assert slow / base == pytest.approx(1 + fraction, abs=0.03)
 
 
+@pytest.mark.timing
 def test_pool_wait_lasts_the_requested_time_and_torch_backends_use_it() -> None:
     from resnetbench.tools.gatecheck import pool_busy_wait, wait_for
 
@@ -84,6 +87,7 @@ def test_pool_wait_lasts_the_requested_time_and_torch_backends_use_it() -> None:
     assert wait_for("onnxruntime") is busy_wait and wait_for("openvino") is busy_wait
 
 
+@pytest.mark.timing
 def test_pedantic_samples_time_each_call_once_after_warmup() -> None:
     runner = SpinRunner(0.003)
     samples = pedantic_samples(runner.run, None, warmup=4, rounds=12)
@@ -173,6 +177,7 @@ def test_table_targets_come_from_the_gate() -> None:
 # ----------------------------------------------------------------------------- bench-backends
 
 
+@pytest.mark.timing
 def test_timed_loop_counts_calls_and_measures_milliseconds() -> None:
     calls = []
     samples = timed(lambda: (calls.append(1), busy_wait(0.002)), 3, 6)
@@ -212,6 +217,7 @@ def test_cache_matrix_has_twenty_distinct_cases() -> None:
     assert {(c.dtype, c.batch) for c in cases} == {("fp32", 1), ("fp32", 2), ("bf16", 1), ("bf16", 2)}
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_gate_check_runs_end_to_end_on_a_tiny_case(tmp_path: Any) -> None:
     from resnetbench.tools.gatecheck import run_gate_check

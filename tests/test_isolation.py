@@ -152,6 +152,7 @@ print("survived", flush=True)
 """
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("what,timeout,memory,sleep,survives", [
     ("hang", 0.5, 8e9, 30, False),
     ("hog", 60, 1e9, 30, False),

@@ -65,6 +65,7 @@ def test_table_names_every_miss_with_its_reason():
     assert "damages caught (the expected decision): 0/1" in table
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_every_damage_turns_the_gate_red_and_aa_stays_green(tmp_path, shared_cache):
     result = mutations.run_catalogue(tmp_path, shared_cache)

@@ -37,6 +37,7 @@ def test_each_case_call_follows_one_reference_call_and_warmup_is_not_recorded(mo
     assert "resnet18 fp32" in out["reference"] and "eager" in out["reference"]
 
 
+@pytest.mark.timing
 def test_warmup_pairs_last_at_least_the_settling_time():
     log: list[str] = []
     reference = ReferenceWorkload("eager", 1, 64, Recorder("ref", log), None)

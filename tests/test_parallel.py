@@ -13,6 +13,8 @@ from resnetbench import quiet
 from resnetbench.session import case_scope
 from tests.conftest import by_id
 
+pytestmark = pytest.mark.timing  # every test here judges measured times (docs/testing.md)
+
 HOLD = """
 import sys, time
 from pathlib import Path

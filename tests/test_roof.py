@@ -220,6 +220,7 @@ def _executable_memory_allowed() -> bool:
     return True
 
 
+@pytest.mark.timing
 def test_the_measured_clock_is_plausible():
     measured = roof.measure_clock_ghz()
     if not X86_64_LINUX:
@@ -333,6 +334,7 @@ def test_fp16_kernels_are_the_fp32_ones_without_avx512_fp16():
     assert any("fp16" in s.kernel and "compute in fp32" not in s.kernel for s in native)
 
 
+@pytest.mark.timing
 def test_real_roofs_at_one_thread_are_never_below_a_measured_kernel():
     import torch
 

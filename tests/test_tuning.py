@@ -71,6 +71,7 @@ def cache(tmp_path: Path) -> ArtifactCache:
     return ArtifactCache(tmp_path / "cache", key=b"k" * 32)
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("order", [(SLOW, FAST), (FAST, SLOW)], ids=["slow-default", "fast-default"])
 def test_the_fast_recipe_wins(order: tuple[Recipe, Recipe], cache: ArtifactCache) -> None:
     runner, record = choose(order, cache, Loader())
@@ -81,6 +82,7 @@ def test_the_fast_recipe_wins(order: tuple[Recipe, Recipe], cache: ArtifactCache
     assert record["cached"] is False and record["cost_s"] > 0
 
 
+@pytest.mark.timing
 def test_a_warm_run_times_nothing_and_loads_only_the_choice(cache: ArtifactCache) -> None:
     choose((SLOW, FAST), cache, Loader())
     loader = Loader()
@@ -90,6 +92,7 @@ def test_a_warm_run_times_nothing_and_loads_only_the_choice(cache: ArtifactCache
     assert runner.calls == 0
 
 
+@pytest.mark.timing
 def test_the_choice_is_per_machine(cache: ArtifactCache, monkeypatch: pytest.MonkeyPatch) -> None:
     choose((SLOW, FAST), cache, Loader())
     monkeypatch.setattr(tuning, "machine_fingerprint", lambda threads: "another-machine")
@@ -117,12 +120,14 @@ def test_tuning_off_loads_the_default(cache: ArtifactCache) -> None:
     assert record["recipe"] == "slow" and loader.loaded == [("slow", False)]
 
 
+@pytest.mark.timing
 def test_a_recipe_with_other_outputs_is_never_chosen(cache: ArtifactCache) -> None:
     _, record = choose((SLOW, WRONG), cache, Loader())
     assert record["recipe"] == "slow"
     assert "outputs differ from 'slow'" in record["trials"]["wrong"]["rejected"]
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("order", [(SLOW, NAN), (NAN, SLOW)], ids=["nan-second", "nan-default"])
 def test_a_recipe_with_non_finite_outputs_is_never_chosen(order: tuple[Recipe, Recipe], cache: ArtifactCache) -> None:
     # Found live: to_mkldnn of a bf16 model gave NaN logits, and NaN > tolerance is False.
@@ -131,6 +136,7 @@ def test_a_recipe_with_non_finite_outputs_is_never_chosen(order: tuple[Recipe, R
     assert "non-finite outputs (NaN/Inf)" in record["trials"]["nan"]["rejected"]
 
 
+@pytest.mark.timing
 def test_when_no_recipe_passes_the_first_that_ran_is_loaded_untimed(cache: ArtifactCache) -> None:
     # Found live: random ResNet-101 weights overflow fp16 on every ONNX Runtime recipe; tuning
     # died on a bare AssertionError and took the case's size test with it.
@@ -152,6 +158,7 @@ def test_when_no_recipe_loads_the_load_error_is_the_cases(cache: ArtifactCache) 
         choose((SLOW, FAST), cache, Failing())
 
 
+@pytest.mark.timing
 def test_a_recipe_that_fails_to_load_is_skipped_with_its_reason(cache: ArtifactCache) -> None:
     class Failing(Loader):
         def __call__(self, recipe: Recipe, private: bool) -> SleepyRunner:
@@ -164,6 +171,7 @@ def test_a_recipe_that_fails_to_load_is_skipped_with_its_reason(cache: ArtifactC
     assert record["trials"]["fast"]["rejected"] == "does not load or run: RuntimeError: no kernel for this layout"
 
 
+@pytest.mark.timing
 def test_tuning_loads_private_copies_and_stays_in_budget(cache: ArtifactCache) -> None:
     loader = Loader()
     start = time.perf_counter()
