@@ -86,14 +86,7 @@ class DurationRecorder:
 
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One artifact cache for all end-to-end runs (exports and trained weights are made once).
-    ``RESNETBENCH_TEST_CACHE`` names one directory for several pytest processes: `.ci/run` gives
-    its two halves and their xdist workers one cache (entries are locked while built, so two
-    processes that need the same one build it once)."""
-    shared = os.environ.get("RESNETBENCH_TEST_CACHE")
-    if shared:
-        Path(shared).mkdir(parents=True, exist_ok=True)
-        return Path(shared)
+    """One artifact cache for all end-to-end runs (exports and trained weights are made once)."""
     return tmp_path_factory.mktemp("resnetbench-cache")
 
 

@@ -33,10 +33,6 @@ from resnetbench.backends.profile import (
 from resnetbench.compare.rules import compare_results
 from resnetbench.matrix import Case
 
-# A module fixture builds what every test here reads: under `--dist loadgroup` (.ci/run) the
-# file's tests share one worker, so it is built once.
-pytestmark = pytest.mark.xdist_group("test_blame")
-
 ARCH = '''
 import os
 

@@ -10,10 +10,6 @@ import pytest
 
 from resnetbench.cli import main
 
-# A module fixture builds what every test here reads: under `--dist loadgroup` (.ci/run) the
-# file's tests share one worker, so it is built once.
-pytestmark = pytest.mark.xdist_group("test_ci_local")
-
 ROOT = Path(__file__).resolve().parents[1]
 CASE = "resnet18-fp32-none-onnxruntime-b1"
 MATRIX = """

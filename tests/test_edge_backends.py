@@ -24,10 +24,6 @@ from resnetbench.backends.litert import LiteRTBackend
 from resnetbench.cli import main
 from resnetbench.matrix import Case
 
-# A module fixture builds what every test here reads: under `--dist loadgroup` (.ci/run) the
-# file's tests share one worker, so it is built once.
-pytestmark = pytest.mark.xdist_group("test_edge_backends")
-
 PACKAGE = Path(__file__).resolve().parent.parent / "resnetbench"
 EDGE_EXTRA = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer", "coremltools")
 

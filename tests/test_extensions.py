@@ -12,10 +12,6 @@ from pathlib import Path
 
 import pytest
 
-# A module fixture builds what every test here reads: under `--dist loadgroup` (.ci/run) the
-# file's tests share one worker, so it is built once.
-pytestmark = pytest.mark.xdist_group("test_extensions")
-
 EXTPKG = Path(__file__).parent / "extpkg"
 AXES = """
 matrix:

@@ -26,10 +26,6 @@ from resnetbench.config import ConfigError, load_config
 from resnetbench.matrix import expand
 from resnetbench.report import render_markdown
 
-# A module fixture builds what every test here reads: under `--dist loadgroup` (.ci/run) the
-# file's tests share one worker, so it is built once.
-pytestmark = pytest.mark.xdist_group("test_properties")
-
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "tests" / "data" / "results_example.json"
 

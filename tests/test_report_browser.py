@@ -29,7 +29,6 @@ PAYLOAD = '<img src=x onerror="window.__xss=1"><script>window.__xss=2;alert(2)</
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.xdist_group("test_report_browser"),  # its module fixture loads the report once (.ci/run's loadgroup)
     pytest.mark.skipif(
         not CHROMIUM.exists(),
         reason=f"{CHROMIUM} not installed (apt-get install chromium)",
