@@ -42,6 +42,7 @@ from resnetbench.settings import (
     LatencySettings,
     LimitsSettings,
     ProfileSettings,
+    ScenarioSettings,
     TuningSettings,
 )
 
@@ -392,6 +393,7 @@ class Config:
     tuning: TuningSettings = field(default_factory=TuningSettings)
     deployment: DeploymentSettings | None = None  # None: cold start and memory are not measured
     profile: ProfileSettings | None = None  # None: latency cases are not profiled
+    scenarios: ScenarioSettings | None = None  # None: LoadGen's scenarios are not run
 
 
 def _key_matches(node: yaml.Node, key: Any) -> bool:
@@ -885,10 +887,10 @@ def _normalise(path: Path, data: dict[str, Any], root: yaml.Node | None) -> Conf
                 "compression_settings", "backend_settings", *EXTENSION_KEYS):
         if key in data:
             kwargs[key] = data[key]
-    # The typed sections; profile and deployment are measured only when the matrix has them.
+    # The typed sections; profile, deployment and scenarios are measured only when the matrix has them.
     for key in ("latency", "gate", "tuning", "limits", "cache"):
         kwargs[key] = SECTIONS[key].from_mapping(data.get(key))
-    for key in ("profile", "deployment"):
+    for key in ("profile", "deployment", "scenarios"):
         if key in data:
             kwargs[key] = SECTIONS[key].from_mapping(data[key])
     latency = kwargs["latency"]

@@ -46,6 +46,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
              "objective": {"minimize": "p99_ms"}},
     # §4.2: capacity under a latency bound (MLPerf's ResNet-50 Server bound is 15 ms)
     "cloud": {"description": "the guide's cloud (§4.2): the most queries/s with p99 within 15 ms",
+              "server_p99_ms": 15,
               "constraints": {"max_top1_drop_points": 1.0, "min_server_qps": 1},
               "objective": {"maximize": "server_qps"}},
 }
@@ -62,6 +63,8 @@ class Scenario:
     constraints: dict[str, float]
     objective: tuple[str, str]  # ("minimize" | "maximize", figure)
     batch: int | None = None  # only cases at this batch size are candidates (real-time: 1)
+    # server_qps counts only where LoadGen's Server bound was at most this (ms)
+    server_p99_ms: float | None = None
 
     @staticmethod
     def load(spec: str) -> Scenario:
@@ -82,10 +85,10 @@ class Scenario:
     def parse(name: str, data: Any) -> Scenario:
         if not isinstance(data, dict):
             raise ScenarioError(f"{name}: a scenario is a mapping with constraints: and objective:")
-        unknown = set(data) - {"description", "constraints", "objective", "batch"}
+        unknown = set(data) - {"description", "constraints", "objective", "batch", "server_p99_ms"}
         if unknown:
             raise ScenarioError(f"{name}: unknown key(s) {sorted(unknown)}; allowed: description, constraints, "
-                                f"objective, batch")
+                                f"objective, batch, server_p99_ms")
         constraints = data.get("constraints") or {}
         if not isinstance(constraints, dict):
             raise ScenarioError(f"{name}: constraints: must be a mapping such as {{max_artifact_mb: 50}}")
@@ -105,9 +108,12 @@ class Scenario:
         batch = data.get("batch")
         if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
             raise ScenarioError(f"{name}: batch: {batch!r} is not a positive whole number")
+        bound = data.get("server_p99_ms")
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float) or not bound > 0):
+            raise ScenarioError(f"{name}: server_p99_ms: {bound!r} is not a positive number of milliseconds")
         (sense, figure), = objective.items()
         return Scenario(name, str(data.get("description", "")), {str(k): float(v) for k, v in constraints.items()},
-                        (sense, figure), batch)
+                        (sense, figure), batch, None if bound is None else float(bound))
 
 
 @dataclass
@@ -162,6 +168,13 @@ def figures_of(case: dict[str, Any]) -> tuple[dict[str, float | None], dict[str,
 def judge(case: dict[str, Any], scenario: Scenario) -> Verdict:
     """The case's status under the scenario's constraints and objective."""
     figures, why = figures_of(case)
+    measured_at = ((case.get("scenarios") or {}).get("server") or {}).get("p99_bound_ms")
+    if figures.get("server_qps") is not None and scenario.server_p99_ms is not None and (
+            measured_at is None or measured_at > scenario.server_p99_ms):
+        # capacity under a looser bound is not capacity under this one
+        figures = {**figures, "server_qps": None}
+        why["server_qps"] = (f"Server capacity was measured with p99 within {measured_at} ms; this scenario "
+                             f"needs it within {scenario.server_p99_ms:g} ms (the matrix's scenarios.server.p99_ms)")
     verdict = Verdict(case["id"], figures)
     for key, limit in scenario.constraints.items():
         bound, _, figure = key.partition("_")

@@ -46,6 +46,7 @@ MARKERS = {
     "claims": "the guide's claims checked against measurements",
     "gpu": "needs a CUDA device",
     "deployment": "cold start and memory in fresh processes (when the matrix sets deployment:)",
+    "scenarios": "MLPerf LoadGen's scenarios and Server capacity (when the matrix sets scenarios:)",
 }
 
 
@@ -316,6 +317,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # Without `deployment:` in the matrix the test is not there (not a skipped test per case).
         why["test_deployment: the matrix has no deployment: section"] = [
             i for i in items if getattr(i, "originalname", "") == "test_deployment"]
+    if state.config.scenarios is None:
+        why["test_scenarios: the matrix has no scenarios: section"] = [
+            i for i in items if getattr(i, "originalname", "") == "test_scenarios"]
     dropped = [i for group in why.values() for i in group]
     state.memo["deselected"] = {reason: len(group) for reason, group in why.items() if group}
     if dropped:

@@ -263,6 +263,8 @@ class CaseRecord(_Record):
     latency: LatencyRecord | None = None
     # cold start and memory in fresh processes (measure/deployment.py), when the matrix asks
     deployment: dict[str, Any] | None = None
+    # MLPerf LoadGen's scenarios (measure/loadgen.py, measure/scenarios_case.py), when the matrix asks
+    scenarios: dict[str, Any] | None = None
 
     def note(self, text: str) -> None:
         """Append to ``notes`` (created if absent)."""

@@ -181,6 +181,11 @@ def results_schema() -> dict[str, Any]:
                                **{k: _NUM for k in ("cold_start_s", "import_s", "load_s", "first_output_s",
                                                     "load_peak_mb", "resident_mb", "inference_peak_mb")}},
             },
+            # MLPerf LoadGen's scenarios (measure/scenarios_case.py); figures that are not MLPerf results
+            "scenarios": {"type": ["object", "null"],
+                          "properties": {"mlperf_valid": {"const": False}, "why_not_mlperf": {"type": "string"},
+                                         "kept": {"type": "object"}, "splits": {"type": "array"},
+                                         "accuracy": {"type": "object"}, "capacity_qps": _NUM}},
         },
         "additionalProperties": True,
     }

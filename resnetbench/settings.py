@@ -20,12 +20,12 @@ from typing import Any, ClassVar, TypeVar
 from resnetbench.domain import DEFAULT_THRESHOLD
 
 __all__ = ["CacheSettings", "DatasetSettings", "DeploymentSettings", "GateSettings", "LatencySettings",
-           "LimitsSettings", "ProfileSettings", "SECTIONS", "Section", "TuningSettings", "setting"]
+           "LimitsSettings", "ProfileSettings", "SECTIONS", "ScenarioSettings", "Section", "TuningSettings", "setting"]
 
 # JSON Schema types of the annotations sections use (``from __future__ import annotations``
 # leaves them as text); ``X | None`` is the same type, unset.
 JSON_TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string",
-              "dict[str, str]": "object", "tuple[dict[str, str], ...]": "array"}
+              "dict[str, str]": "object", "dict[str, Any]": "object", "tuple[dict[str, str], ...]": "array"}
 RECIPE_NAME = r"^[a-z0-9][a-z0-9_.+-]{0,63}$"
 PROCESSES_ENV = "RESNETBENCH_LATENCY_PROCESSES"
 SYNTHETIC_SAMPLES = 64  # evaluation images of ``dataset: synthetic`` without ``samples``
@@ -259,7 +259,36 @@ class DatasetSettings(Section):
                                maximum=2**32 - 1)
 
 
+@dataclass(frozen=True)
+class ScenarioSettings(Section):
+    """MLPerf LoadGen's scenarios against each case (measure/loadgen.py), when the matrix has a
+    ``scenarios:`` section. A scenario runs when its key is there (``offline: {}`` runs Offline)."""
+
+    key: ClassVar[str] = "scenarios"
+    doc: ClassVar[str] = ("run MLPerf LoadGen's scenarios against each case (measure/loadgen.py); a scenario runs "
+                          "when its key is present")
+
+    singlestream: dict[str, Any] | None = setting(None, "SingleStream: one sample a query, the next when it is "
+                                                        "answered; reports p90", additionalProperties=False)
+    multistream: dict[str, Any] | None = setting(None, "MultiStream: 8 samples a query; reports the p99 of a query",
+                                                 additionalProperties=False)
+    offline: dict[str, Any] | None = setting(None, "Offline: every sample in one query; reports samples/s",
+                                             additionalProperties=False)
+    server: dict[str, Any] | None = setting(
+        None, "Server: Poisson arrivals; the capacity is the highest QPS whose p99 stays within p99_ms "
+              "(default 15, MLPerf's bound for ResNet-50)", additionalProperties=False,
+        properties={"p99_ms": {"type": "number", "exclusiveMinimum": 0, "maximum": 60_000,
+                               "description": "the p99 latency bound, ms"}})
+    seconds: float = setting(2.0, "minimum duration of each LoadGen performance run (MLPerf: 600; these runs are "
+                                  "not valid MLPerf results and the record says so)", exclusiveMinimum=0, maximum=3600)
+    min_queries: int = setting(600, "minimum queries of each performance run (Server: at least 460, the fewest "
+                                    "from which LoadGen's early stopping can prove a p99)", minimum=1,
+                               maximum=10_000_000)
+    sweep: bool = setting(True, "time every split of the threads into streams x threads (Offline) and keep the "
+                                "fastest; false: one stream with every thread")
+
+
 # Every typed section, by its key in a matrix file.
 SECTIONS: dict[str, type[Section]] = {cls.key: cls for cls in (
     LatencySettings, GateSettings, TuningSettings, ProfileSettings, DeploymentSettings, LimitsSettings,
-    CacheSettings, DatasetSettings)}
+    CacheSettings, DatasetSettings, ScenarioSettings)}

@@ -118,8 +118,24 @@ def test_cloud_needs_capacity_and_says_so() -> None:
     assert any("no LoadGen Server run" in m for m in d.verdicts[0].missing)
 
 
+def server(c: dict[str, Any], qps: float, bound_ms: float) -> dict[str, Any]:
+    return {**c, "scenarios": {"server": {"qps": qps, "p99_bound_ms": bound_ms}}}
+
+
+def test_cloud_counts_capacity_only_under_its_own_latency_bound() -> None:
+    loose, tight = server(case("loose"), 900.0, 50.0), server(case("tight"), 300.0, 15.0)
+    d = decide(results(loose, tight), Scenario.load("cloud"))
+    assert d.pick is not None and d.pick.case_id == "tight"
+    [undecided] = [v for v in d.verdicts if v.case_id == "loose"]
+    assert undecided.status == "undecided"
+    assert any("within 50.0 ms; this scenario needs it within 15 ms" in m for m in undecided.missing)
+    # the same capacity at the scenario's bound is a candidate, and wins
+    assert decide(results(server(case("loose"), 900.0, 15.0), tight), Scenario.load("cloud")).pick.case_id == "loose"
+
+
 @pytest.mark.parametrize(("data", "message"), [
     ([1, 2], "a scenario is a mapping"),
+    ({"constraints": {}, "objective": {"maximize": "server_qps"}, "server_p99_ms": -1}, "server_p99_ms: -1 is not"),
     ({"constraints": {"max_speed": 3}, "objective": {"minimize": "p99_ms"}}, "constraints.max_speed: not a constraint"),
     ({"constraints": {"max_p99_ms": "fast"}, "objective": {"minimize": "p99_ms"}}, "'fast' is not a number"),
     ({"constraints": {}, "objective": {"minimise": "p99_ms"}}, "objective: must be"),

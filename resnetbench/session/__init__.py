@@ -6,7 +6,7 @@ from __future__ import annotations
 
 # The suite's per-case tests (resnetbench/suite/test_resnets.py) and the kind each records.
 TEST_KINDS = {"test_size": "size", "test_accuracy": "accuracy", "test_latency": "latency",
-              "test_deployment": "deployment"}
+              "test_deployment": "deployment", "test_scenarios": "scenarios"}
 
 
 def case_scope(nodeid: str) -> str:

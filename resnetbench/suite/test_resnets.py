@@ -139,3 +139,13 @@ def test_claim(claim: str, run_state: Any) -> None:
         f"{claim}: verdict {result.verdict} but the project expects {result.expected_verdict}: "
         f"stated {result.stated}, measured {result.measured}"
     )
+
+
+@pytest.mark.scenarios
+def test_scenarios(case: Any, built: Any, run_state: Any) -> None:
+    """MLPerf LoadGen's scenarios (``measure/scenarios_case.py``), alone on the machine."""
+    from resnetbench.measure.scenarios_case import measure_scenarios
+
+    _skip_unless_runnable(case, run_state)
+    run_state.phase(case, "scenarios")
+    _record(run_state, case, "scenarios", measure_scenarios(case, built, run_state))
