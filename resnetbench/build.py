@@ -186,6 +186,14 @@ def load_deployed(config: Config, case: Case, cache: ArtifactCache, threads: int
     whose artifact is weights for a module (``Backend.loads_into_module``: a state_dict).
     Never exports, quantizes, tunes or builds: a missing artifact is ``NotBuiltError``.
     """
+    [runner] = load_streams(config, case, cache, threads, recipe, streams=1)
+    return runner
+
+
+def load_streams(config: Config, case: Case, cache: ArtifactCache, threads: int, recipe: str,
+                 streams: int) -> list[Runner]:
+    """``streams`` runners of the case's cached artifact that may run at once, ``threads`` each
+    (``Backend.load_streams``; LoadGen's system under test, measure/loadgen.py)."""
     backend = get_backend(case.backend)
     recipes = {r.name: r for r in backend.recipes(case)}
     if recipe not in recipes:
@@ -203,7 +211,7 @@ def load_deployed(config: Config, case: Case, cache: ArtifactCache, threads: int
         ctx = context_for(config, case, threads)
         fp32, _ = compressed_model(config, case, cache)
         model, _ = backend.prepare_model(fp32, case, get_method(case.compression), ctx, [], True)
-    return backend.load(model, case, entry, meta, dataclasses.replace(ctx, recipe=recipes[recipe]))
+    return backend.load_streams(model, case, entry, meta, dataclasses.replace(ctx, recipe=recipes[recipe]), streams)
 
 
 def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int, tune: bool = True,

@@ -108,12 +108,13 @@ class Scenario:
         batch = data.get("batch")
         if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
             raise ScenarioError(f"{name}: batch: {batch!r} is not a positive whole number")
-        bound = data.get("server_p99_ms")
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float) or not bound > 0):
-            raise ScenarioError(f"{name}: server_p99_ms: {bound!r} is not a positive number of milliseconds")
+        server_bound = data.get("server_p99_ms")
+        if server_bound is not None and (isinstance(server_bound, bool) or not isinstance(server_bound, int | float)
+                                         or not server_bound > 0):
+            raise ScenarioError(f"{name}: server_p99_ms: {server_bound!r} is not a positive number of milliseconds")
         (sense, figure), = objective.items()
         return Scenario(name, str(data.get("description", "")), {str(k): float(v) for k, v in constraints.items()},
-                        (sense, figure), batch, None if bound is None else float(bound))
+                        (sense, figure), batch, None if server_bound is None else float(server_bound))
 
 
 @dataclass
@@ -158,6 +159,10 @@ def figures_of(case: dict[str, Any]) -> tuple[dict[str, float | None], dict[str,
     for key, name in (("server_qps", "Server"), ("offline_ips", "Offline")):
         if figures[key] is None:
             why[key] = f"no LoadGen {name} run for this case (the matrix's scenarios:)"
+    server = scenarios.get("server") or {}
+    if server and figures["server_qps"] is None:
+        why["server_qps"] = (f"LoadGen found no Server rate with p99 within {server.get('p99_bound_ms')} ms: "
+                             f"{server.get('reason') or 'no valid run'}")
     deployment = case.get("deployment") or {}
     figures["peak_memory_mb"] = deployment.get("inference_peak_mb")
     if figures["peak_memory_mb"] is None:

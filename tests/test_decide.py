@@ -129,6 +129,12 @@ def test_cloud_counts_capacity_only_under_its_own_latency_bound() -> None:
     [undecided] = [v for v in d.verdicts if v.case_id == "loose"]
     assert undecided.status == "undecided"
     assert any("within 50.0 ms; this scenario needs it within 15 ms" in m for m in undecided.missing)
+    # a Server search that found no valid rate says so, with LoadGen's reason
+    none = {**case("none"), "scenarios": {"server": {"qps": None, "p99_bound_ms": 15.0,
+                                                    "reason": "no valid Server run in 2 tries, down to 25.8 QPS"}}}
+    [v] = decide(results(none), Scenario.load("cloud")).verdicts
+    assert v.status == "undecided" and any("no Server rate with p99 within 15.0 ms: no valid Server run in 2 tries"
+                                           in m for m in v.missing)
     # the same capacity at the scenario's bound is a candidate, and wins
     assert decide(results(server(case("loose"), 900.0, 15.0), tight), Scenario.load("cloud")).pick.case_id == "loose"
 

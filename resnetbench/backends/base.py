@@ -184,6 +184,13 @@ class Backend:
     def export(self, model: nn.Module, case: Case, out: Path, ctx: BuildContext) -> Exported:
         raise NotImplementedError
 
+    def load_streams(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext,
+                     streams: int) -> list[Runner]:
+        """``streams`` runners that may run at once from ``streams`` threads, ``ctx.threads`` each.
+        By default ``streams`` independent loads (a session, interpreter or module each); a
+        runtime with streams of its own (OpenVINO) loads once with that many."""
+        return [self.load(model, case, entry, meta, ctx) for _ in range(streams)]
+
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> Runner:
         raise NotImplementedError
 

@@ -97,6 +97,16 @@ class OpenVINOBackend(Backend):
         return "fp32" if case.dtype == "fp16" else case.dtype  # fp16 weights, f32 compute
 
     def load(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext) -> OpenVINORunner:
+        return self.load_streams(model, case, entry, meta, ctx, 1)[0]
+
+    def load_streams(self, model: nn.Module, case: Case, entry: Path, meta: dict[str, Any], ctx: BuildContext,
+                     streams: int) -> list[Any]:
+        """One compiled model with ``streams`` CPU streams (``ctx.threads`` threads each) and two
+        infer requests per stream, as benchmark_app runs ``-nstreams``: OpenVINO's
+        ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` says one per stream, but the requests here are driven
+        from Python threads, and a second one queued keeps the stream busy while Python answers
+        the first. One stream is the case's own load (its hint and recipe). The runners are the
+        requests, one per serving thread."""
         import openvino as ov
 
         core = ov.Core()
@@ -107,11 +117,16 @@ class OpenVINOBackend(Backend):
             "INFERENCE_PRECISION_HINT": PRECISION[case.dtype],
             **ctx.recipe.options,
         }
+        if streams > 1:
+            config.update({"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams,
+                           "INFERENCE_NUM_THREADS": streams * ctx.threads})
         ov_model = core.read_model(str(entry / "model.xml"))
         ov_model.reshape([case.batch, 3, ctx.input_size, ctx.input_size])
         compiled = core.compile_model(ov_model, "CPU", config)
         meta.setdefault("runtime", {}).update({**config, "openvino": ov.__version__})
-        return OpenVINORunner(compiled, entry / "model.xml", config)
+        requests = 2 * streams if streams > 1 else 1
+        meta["runtime"]["infer_requests"] = requests
+        return [OpenVINORunner(compiled, entry / "model.xml", config) for _ in range(requests)]
 
     def profile(self, runner: Any, x: torch.Tensor, *, model: nn.Module, entry: Path, meta: dict[str, Any],
                 threads: int, recipe: Recipe, calls: int) -> dict[str, Any] | None:

@@ -4,9 +4,11 @@ the check of every response, and the Server capacity search.
 LoadGen (``mlcommons-loadgen``) issues the queries, keeps the clock and computes the
 percentiles, early stopping and validity; this module only answers its queries and reads its
 logs. The system under test is the backend's own runner, ``streams`` copies of it, each on a
-thread of its own with ``threads`` intra-op threads (ONNX Runtime: one session per stream;
-OpenVINO: one compiled model per stream; LiteRT: one interpreter per stream; eager PyTorch and
-TorchScript: the module run from ``streams`` threads, each call with ``threads`` threads).
+thread of its own with ``threads`` intra-op threads (``Backend.load_streams``: by default an
+independent load per stream, such as an ONNX Runtime session or an interpreter; OpenVINO: one
+compiled model with that many CPU streams and two infer requests per stream; eager PyTorch
+and TorchScript: the module called from ``streams`` threads, each call with ``threads``
+threads).
 
 Each response carries the sample's logits (float32). LoadGen's accuracy mode logs every
 response; ``check_responses`` compares each with the case's own output for that sample, so a

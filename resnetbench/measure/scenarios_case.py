@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from resnetbench import quiet
-from resnetbench.build import load_deployed
+from resnetbench.build import load_streams
 from resnetbench.environment import set_threads
 from resnetbench.measure.accuracy_reference import reference_for
 from resnetbench.measure.loadgen import (
@@ -82,7 +82,7 @@ def measure_scenarios(case: Any, built: Any, state: Any) -> ScenariosMeasurement
     @contextlib.contextmanager
     def system(split: Split) -> Iterator[StreamSystem]:
         set_threads(split.threads)  # eager and TorchScript: every stream's calls use this many threads
-        runners = [load_deployed(cfg, case, state.cache, split.threads, recipe) for _ in range(split.streams)]
+        runners = load_streams(cfg, case, state.cache, split.threads, recipe, split.streams)
         served = StreamSystem(runners, images, case.batch)
         try:
             yield served

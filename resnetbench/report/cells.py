@@ -272,6 +272,8 @@ CASE_COLUMNS = (
     Column("cold_start", "cold start s", True,
            "fresh process to first output (median of the runs; deployment: in the matrix)"),
     Column("load_peak", "load MB", True, "peak resident memory while loading, above the process's baseline"),
+    Column("server_qps", "Server q/s", True,
+           "LoadGen Server capacity: the highest rate with p99 within the bound (scenarios: in the matrix)"),
     Column("reason", "reason", False),
 )
 
@@ -338,8 +340,29 @@ def _case_cells(case: Mapping[str, Any]) -> list[Cell]:
         num(conversion, _fmt(conversion, ".2f") + (" (cached)" if cached else "")),
         _deployment_cell(case, "cold_start_s", ".2f"),
         _deployment_cell(case, "load_peak_mb", ".0f"),
+        _capacity_cell(case),
         Cell(reason, reason, title=reason_title, css="reason"),
     ]
+
+
+def _capacity_cell(case: Mapping[str, Any]) -> Cell:
+    """LoadGen's Server capacity, its bound, its split and the one-stream/multi-stream comparison."""
+    server = lookup(case, "scenarios", "server")
+    if not isinstance(server, Mapping):
+        return Cell("—", None, css="n")
+    qps = _num(server.get("qps"))
+    bound = _fmt(server.get("p99_bound_ms"), "g")
+    split = server.get("split") or {}
+    text = "none" if qps is None else f"{qps:.0f}"
+    title = (f"p99 within {bound} ms; {split.get('streams')} stream(s) x {split.get('threads')} thread(s); "
+             + (f"measured p99 {_fmt(server.get('p99_ms'), '.1f')} ms" if qps is not None
+                else str(server.get("reason") or "no valid run")))
+    compared = server.get("compared")
+    if isinstance(compared, Mapping):
+        other = compared.get("split") or {}
+        title += (f"; {other.get('streams')} x {other.get('threads')}: "
+                  f"{_fmt(compared.get('qps'), '.0f')} q/s")
+    return Cell(f"{text} (≤{bound} ms)", qps, title=title + "; not an MLPerf result", css="n")
 
 
 def _deployment_cell(case: Mapping[str, Any], key: str, spec: str) -> Cell:
