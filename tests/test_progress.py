@@ -77,3 +77,4 @@ def test_the_main_job_says_each_phase_and_the_time_left(run_matrix) -> None:
     # the export and tuning phases show when the cache does not have them yet (the session cache
     # may: another test built the same artifact); the header says why tests were deselected
     assert "resnetbench: 2 deselected: test_deployment: the matrix has no deployment: section" in out
+    assert "resnetbench: 2 deselected: test_scenarios: the matrix has no scenarios: section" in out

@@ -200,6 +200,7 @@ def test_resuming_a_finished_run_runs_nothing_and_passes(pytester, shared_cache,
     assert pytester.runpytest_subprocess(*args).ret == 0
     again = pytester.runpytest_subprocess(*args, "--resume")
     assert again.ret == 0, again.stdout.str()[-2000:]
-    # the case's 3 tests, the (claims: false) claim test and the (no deployment:) deployment test
-    assert "5 deselected" in again.stdout.str()
+    # the case's 3 tests, the (claims: false) claim test, the (no deployment:) deployment test
+    # and the (no scenarios:) scenarios test
+    assert "6 deselected" in again.stdout.str()
     assert json.loads(results.read_text())["cases"][0]["outcome"] == "passed"
