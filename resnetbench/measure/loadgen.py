@@ -43,8 +43,6 @@ SERVER_MIN_QUERIES = 460
 MAX_HALVINGS = 4
 # The longest a Server run may take (its minimum queries at the target rate): the search's floor.
 MAX_SERVER_RUN_S = 30.0
-# What each scenario reports, as MLPerf does: its percentile, in LoadGen's detail-log keys.
-SCENARIO_PERCENTILE = {"singlestream": 90.0, "multistream": 99.0, "server": 99.0, "offline": None}
 
 
 class LoadGenError(RuntimeError):
