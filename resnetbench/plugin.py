@@ -23,6 +23,7 @@ runs only the tests a killed run had not finished.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +321,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if state.config.scenarios is None:
         why["test_scenarios: the matrix has no scenarios: section"] = [
             i for i in items if getattr(i, "originalname", "") == "test_scenarios"]
+    elif state.config.scenarios.cases:
+        patterns = state.config.scenarios.cases
+        why[f"test_scenarios: the case matches none of scenarios.cases ({', '.join(patterns)})"] = [
+            i for i in items if (key := _test_key(i)) is not None and key[1] == "scenarios"
+            and not any(fnmatch.fnmatchcase(key[0], p) for p in patterns)]
     dropped = [i for group in why.values() for i in group]
     state.memo["deselected"] = {reason: len(group) for reason, group in why.items() if group}
     if dropped:

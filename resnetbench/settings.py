@@ -25,7 +25,8 @@ __all__ = ["CacheSettings", "DatasetSettings", "DeploymentSettings", "GateSettin
 # JSON Schema types of the annotations sections use (``from __future__ import annotations``
 # leaves them as text); ``X | None`` is the same type, unset.
 JSON_TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string",
-              "dict[str, str]": "object", "dict[str, Any]": "object", "tuple[dict[str, str], ...]": "array"}
+              "dict[str, str]": "object", "dict[str, Any]": "object", "tuple[dict[str, str], ...]": "array",
+              "tuple[str, ...]": "array"}
 RECIPE_NAME = r"^[a-z0-9][a-z0-9_.+-]{0,63}$"
 PROCESSES_ENV = "RESNETBENCH_LATENCY_PROCESSES"
 SYNTHETIC_SAMPLES = 64  # evaluation images of ``dataset: synthetic`` without ``samples``
@@ -160,6 +161,8 @@ class GateSettings(Section):
                                       exclusiveMinimum=0, exclusiveMaximum=10)
     cold_start_threshold: float = setting(0.25, "relative growth of cold start that counts",
                                           exclusiveMinimum=0, exclusiveMaximum=10)
+    capacity_threshold: float = setting(0.10, "relative fall of LoadGen Offline throughput or Server capacity "
+                                              "that counts (scenarios)", exclusiveMinimum=0, exclusiveMaximum=1)
     allow: tuple[dict[str, str], ...] = setting(
         (), "cases the fail-closed gate lets through, each with the reason it prints",
         items={"type": "object", "additionalProperties": False, "required": ["id", "reason"],
@@ -284,8 +287,17 @@ class ScenarioSettings(Section):
     min_queries: int = setting(600, "minimum queries of each performance run (Server: at least 460, the fewest "
                                     "from which LoadGen's early stopping can prove a p99)", minimum=1,
                                maximum=10_000_000)
+    cases: tuple[str, ...] = setting((), "case id patterns (fnmatch, e.g. resnet50-*) LoadGen runs against; "
+                                         "empty: every case", items={"type": "string", "minLength": 1})
+    repeats: int = setting(5, "Offline runs of the kept split; the gate compares their samples/s (gate."
+                              "capacity_threshold)", minimum=1, maximum=100)
     sweep: bool = setting(True, "time every split of the threads into streams x threads (Offline) and keep the "
                                 "fastest; false: one stream with every thread")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> ScenarioSettings:
+        data = dict(data or {})
+        return cls(**{**data, "cases": tuple(data.get("cases", ()))})
 
 
 # Every typed section, by its key in a matrix file.

@@ -26,7 +26,7 @@ claims: false
 SLOWDOWN = f'''
 from resnetbench import build
 from resnetbench.measure.latency_reference import REFERENCE_ORIGIN
-from resnetbench.tools.gatecheck import SlowedRunner, wait_for
+from resnetbench.tools.slowdown import SlowedRunner, wait_for
 
 original = build.build_case
 

@@ -12,8 +12,6 @@ from resnetbench.tools.benchbackends import best_of, cache_matrix, compare_block
 from resnetbench.tools.gatecheck import (
     GATE_TARGETS,
     GateRun,
-    SlowedRunner,
-    busy_wait,
     kind_name,
     own_loop,
     pairs_of_round,
@@ -22,6 +20,7 @@ from resnetbench.tools.gatecheck import (
     summarize_gate_check,
     target_rows,
 )
+from resnetbench.tools.slowdown import SlowedRunner, busy_wait
 
 
 class SpinRunner:
@@ -79,7 +78,7 @@ def test_slowed_runner_lengthens_a_call_by_the_requested_fraction(fraction: floa
 
 @pytest.mark.timing
 def test_pool_wait_lasts_the_requested_time_and_torch_backends_use_it() -> None:
-    from resnetbench.tools.gatecheck import pool_busy_wait, wait_for
+    from resnetbench.tools.slowdown import pool_busy_wait, wait_for
 
     walls = [_wall(pool_busy_wait, 0.005) for _ in range(5)]
     assert 0.005 <= min(walls) < 0.0065  # one small matrix product past the deadline at most

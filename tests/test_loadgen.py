@@ -139,10 +139,29 @@ def test_no_valid_run_is_no_capacity_not_zero() -> None:
     result = find_capacity(lambda qps: fake_run(qps, False), 100.0)
     assert result["qps"] is None and result["p99_ms"] is None
     # halved four times at most: each halving doubles a run's length (it needs its minimum queries)
-    assert result["reason"] == "no valid Server run in 5 tries, down to 6.25 QPS"
+    assert result["reason"] == "no valid Server run in 10 tries, down to 6.25 QPS"  # each failure run twice
     floored = find_capacity(lambda qps: fake_run(qps, False), 100.0, floor_qps=30.0)
-    assert floored["qps"] is None and floored["reason"] == "no valid Server run in 2 tries, down to 50 QPS"
+    assert floored["qps"] is None and floored["reason"] == "no valid Server run in 4 tries, down to 50 QPS"
     assert "below the floor" in find_capacity(lambda qps: fake_run(qps, True), 10.0, floor_qps=30.0)["reason"]
+    once = find_capacity(lambda qps: fake_run(qps, False), 100.0, confirm_failures=False)
+    assert once["reason"] == "no valid Server run in 5 tries, down to 6.25 QPS"
+
+
+def test_a_rate_fails_only_when_its_second_run_fails_too() -> None:
+    """One run disturbed by the machine does not end the search; a slower system fails both runs."""
+    calls: list[float] = []
+
+    def disturbed_once_at_150(qps: float) -> LoadGenRun:
+        calls.append(qps)
+        disturbed = qps == 150.0 and calls.count(150.0) == 1
+        return fake_run(qps, qps <= 160.0 and not disturbed)
+
+    result = find_capacity(disturbed_once_at_150, 150.0)
+    # 150 failed once, passed on its second run: the search went on from there
+    assert calls[:3] == [150.0, 150.0, 300.0] and 150.0 <= result["qps"] <= 160.0
+    unconfirmed = find_capacity(lambda qps: fake_run(qps, qps <= 137.0), 100.0, confirm_failures=False)
+    confirmed = find_capacity(lambda qps: fake_run(qps, qps <= 137.0), 100.0)
+    assert confirmed["qps"] == unconfirmed["qps"] and len(confirmed["runs"]) > len(unconfirmed["runs"])
 
 
 def test_splits_cover_the_threads_and_the_server_settings_carry_the_bound() -> None:

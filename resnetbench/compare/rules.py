@@ -13,7 +13,9 @@ One record per case id found on either side, with one of ``DECISIONS``:
 - ``regressed``: latency regressed (``stats``, step 3), the artifact grew by more than
   ``size_tolerance``, cold start or peak memory grew past the matrix's
   ``gate.cold_start_threshold`` / ``gate.memory_threshold`` (default 25%) and a floor, in
-  every run (``_deployment_checks``; overlapping runs are ``inconclusive``), or accuracy got worse (``accuracy.task.drop_points`` grew by more
+  every run (``_deployment_checks``; overlapping runs are ``inconclusive``), LoadGen's Offline
+  throughput or Server capacity fell past ``gate.capacity_threshold`` (default 10%;
+  ``compare/capacity.py``), or accuracy got worse (``accuracy.task.drop_points`` grew by more
   than ``accuracy_tolerance_points``; ``centered_cosine`` fell by more than 0.02 with its
   distance from 1 at least doubled; ``centered_rel_l2`` more than doubled and grew by more
   than 0.02; ``accuracy.metrics.rel_l2`` grew more than 10x to
@@ -45,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from resnetbench.backends.profile import blame, format_blame
+from resnetbench.compare.capacity import capacity_checks
 from resnetbench.records import BLOCKING, DECISIONS, lookup
 from resnetbench.results import ResultsError
 from resnetbench.settings import GateSettings
@@ -127,7 +130,8 @@ def _size_check(
 # where 25% is within what imports and page cache move between runs.
 DEPLOYMENT_QUANTITIES = (("load_peak_mb", "MB", 32.0), ("inference_peak_mb", "MB", 32.0), ("cold_start_s", "s", 0.25))
 DEFAULT_DEPLOYMENT_THRESHOLDS = {"memory": GateSettings().memory_threshold,  # the gate section's defaults
-                                 "cold_start": GateSettings().cold_start_threshold}
+                                 "cold_start": GateSettings().cold_start_threshold,
+                                 "capacity": GateSettings().capacity_threshold}
 
 
 def _deployment_samples(case: dict[str, Any], key: str, where: str) -> list[float]:
@@ -453,6 +457,7 @@ def _compare_case(
         _size_check(b, c, size_tolerance, where),
         _accuracy_check(b, c, accuracy_tolerance_points, where),
         *_deployment_checks(b, c, deployment_thresholds, where),
+        *capacity_checks(b, c, deployment_thresholds["capacity"], where),
     ]
     found["regressed"].extend(ch["detail"] for ch in record["checks"] if ch["status"] == "regressed")
     found["inconclusive"].extend(ch["detail"] for ch in record["checks"] if ch["status"] == "inconclusive")

@@ -58,6 +58,7 @@ from resnetbench.measure.latency import own_loop
 from resnetbench.records import BLOCKING
 from resnetbench.results import write_atomic
 from resnetbench.stats import BLOCK_ALPHA, DEFAULT_THRESHOLD, decide_blocks, normalized_blocks
+from resnetbench.tools.slowdown import SlowedRunner, parse_family, wait_for
 
 DEFAULT_FRACTIONS = (0.10, 0.20)
 EXIT_OK, EXIT_MISSED = 0, 1
@@ -74,67 +75,6 @@ GATE_TARGETS: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------- timing
-
-
-def busy_wait(seconds: float) -> None:
-    """Spin on ``time.perf_counter`` for ``seconds`` (a sleep could return early or late)."""
-    if seconds <= 0:
-        return
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
-def pool_busy_wait(seconds: float) -> None:
-    """Keep PyTorch's thread pool computing for ``seconds``: small matrix products until the deadline."""
-    import torch
-
-    a = _POOL_OPERANDS.get("a")
-    if a is None:
-        a = _POOL_OPERANDS["a"] = torch.randn(96, 96, generator=torch.Generator().manual_seed(0))
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        torch.mm(a, a)
-
-
-_POOL_OPERANDS: dict[str, Any] = {}
-
-
-def wait_for(backend: str) -> Callable[[float], None]:
-    """How a slowdown is injected into a backend's calls so that it behaves like more compute.
-
-    Measured here (ResNet-34 at 64x64, 12 A vs slow20 run pairs each, mean estimated ratio
-    for a true 1.20): a single-threaded spin after each eager call reads 1.178, because the
-    pool's second core sits idle during the spin and the next call pays to wake it; keeping
-    PyTorch's pool busy instead reads 1.199. ONNX Runtime's sessions stop their threads
-    after each run anyway, and a single-threaded spin reads 1.207 there, while PyTorch
-    work in between (its threads still spinning) wrecked the ONNX Runtime reference
-    (0.94 +- 0.13). So: PyTorch backends keep PyTorch's pool busy, the others spin.
-    """
-    from resnetbench.backends import get_backend
-
-    return pool_busy_wait if get_backend(backend).runs_torch_module else busy_wait
-
-
-class SlowedRunner:
-    """A runner whose ``run`` does the real work, then waits ``fraction`` times as long again."""
-
-    def __init__(self, inner: Any, fraction: float, wait: Callable[[float], None] = busy_wait) -> None:
-        self.inner = inner
-        self.fraction = fraction
-        self.wait = wait
-
-    def prepare(self, x: Any) -> Any:
-        return self.inner.prepare(x)
-
-    def run(self, native: Any) -> Any:
-        start = time.perf_counter()
-        out = self.inner.run(native)
-        self.wait(self.fraction * (time.perf_counter() - start))
-        return out
-
-    def to_logits(self, out: Any) -> Any:
-        return self.inner.to_logits(out)
 
 
 class _QuietLogger:
@@ -466,12 +406,6 @@ def format_table(rows: list[Row]) -> str:
 FAMILIES = ("fp32", "bf16", "int8-static")
 
 
-def parse_family(family: str) -> tuple[str, str]:
-    """``'bf16'`` -> ('bf16', 'none'); ``'int8-static'`` -> ('int8', 'static')."""
-    dtype, _, compression = family.partition("-")
-    return dtype, compression or "none"
-
-
 def _build(arch: str, backend: str, input_size: int, cache_dir: Path, threads: int, family: str = "fp32") -> Any:
     from resnetbench.build import build_default
     from resnetbench.cache import ArtifactCache
@@ -703,8 +637,47 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     real.add_argument("--runs", type=int, default=9, help="unchanged runs of --real-flow (default 9: 36 A/A pairs)")
     real.add_argument("--slow", action="append", default=[], metavar="FRACTION:RUNS",
                       help="--real-flow runs with every case slowed by FRACTION, e.g. 0.15:3 (repeatable)")
+    cap = p.add_argument_group("the capacity gate (LoadGen Offline and Server; resnetbench/tools/capacitycheck.py)")
+    cap.add_argument("--capacity", action="store_true",
+                     help="instead of latency pairs, measure the capacity gate: A/A and slowed LoadGen runs of "
+                          "--arch on the first of --backends and --families (needs resnetbench[scenarios])")
+    cap.add_argument("--trials", type=int, default=100, help="A/A and slowed comparisons each (default 100)")
+    cap.add_argument("--streams", type=int, default=2, help="streams of the system under test (default 2)")
+    cap.add_argument("--stream-threads", type=int, default=1, help="threads per stream (default 1)")
+    cap.add_argument("--repeats", type=int, default=5, help="Offline runs per side (default 5, as scenarios.repeats)")
+    cap.add_argument("--seconds", type=float, default=0.5, help="minimum duration of each LoadGen run (default 0.5)")
+    cap.add_argument("--p99-ms", type=float, default=15.0, help="the Server p99 bound, ms (default 15)")
+    cap.add_argument("--no-server", action="store_true", help="Offline only: no Server capacity searches")
+    cap.add_argument("--slowdown", type=float, default=0.20, help="the injected slowdown (default 0.20)")
     p.set_defaults(func=main)
     return p
+
+
+def capacity_main(args: argparse.Namespace) -> int:
+    """``gate-check --capacity``: 0 when the capacity gate meets its targets, 1 otherwise."""
+    from resnetbench.cache import default_cache_dir
+    from resnetbench.measure.loadgen import LoadGenError
+    from resnetbench.tools import capacitycheck
+
+    if min(args.trials, args.streams, args.stream_threads, args.repeats) < 1 or args.seconds <= 0 \
+            or args.p99_ms <= 0 or not 0 < args.slowdown < 10:
+        print("resnetbench gate-check: error: --trials, --streams, --stream-threads and --repeats must be >= 1, "
+              "--seconds and --p99-ms above 0, --slowdown in (0, 10)", file=sys.stderr)
+        return 2
+    try:
+        result = capacitycheck.run_capacity_check(
+            args.arch, args.backends[0], args.families[0], args.input_size, args.trials,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(), streams=args.streams,
+            threads=args.stream_threads, slowdown=args.slowdown, repeats=args.repeats, seconds=args.seconds,
+            p99_ms=None if args.no_server else args.p99_ms, seed=args.seed, progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    except LoadGenError as exc:
+        print(f"resnetbench gate-check: error: {exc}", file=sys.stderr)
+        return 2
+    print(capacitycheck.format_summary(result))
+    if args.json:
+        write_atomic(Path(args.json), result, default=str)
+        print(f"wrote {args.json}")
+    return EXIT_OK if not result["summary"]["failures"] else EXIT_MISSED
 
 
 def _print_case_lines(result: dict[str, Any]) -> None:
@@ -723,6 +696,8 @@ def main(args: argparse.Namespace) -> int:
     """Run ``gate-check`` from parsed arguments; 0 when every target holds, 1 otherwise."""
     from resnetbench.cache import default_cache_dir
 
+    if args.capacity:
+        return capacity_main(args)
     if args.real_flow:
         from resnetbench.tools import realflow
 

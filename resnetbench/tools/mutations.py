@@ -183,7 +183,7 @@ def pytest_configure(config: Any) -> None:
     from resnetbench.backends import get_backend
     from resnetbench.backends.base import Exported
     from resnetbench.measure.latency_reference import REFERENCE_ORIGIN
-    from resnetbench.tools.gatecheck import SlowedRunner, wait_for
+    from resnetbench.tools.slowdown import SlowedRunner, wait_for
 
     case_of = {d.kind: d.case for d in DAMAGES if d.kind in kinds}
 

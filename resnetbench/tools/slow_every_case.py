@@ -21,7 +21,7 @@ def pytest_configure(config: Any) -> None:
         return
     from resnetbench import build
     from resnetbench.measure.latency_reference import REFERENCE_ORIGIN
-    from resnetbench.tools.gatecheck import SlowedRunner, wait_for
+    from resnetbench.tools.slowdown import SlowedRunner, wait_for
 
     build_case = build.build_case
 
