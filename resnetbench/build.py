@@ -70,8 +70,13 @@ def context_for(config: Config, case: Case, threads: int) -> BuildContext:
     cal = data.calibration_set(config.dataset, config.input_size, int(settings.get("calibration_samples", CALIBRATION_SAMPLES)), config.seed)
     if cal.overlap_with_evaluation:
         raise data.DatasetError(f"{cal.source}: {cal.overlap_with_evaluation} calibration images are evaluation images")
-    return BuildContext(threads=threads, input_size=config.input_size, calibration=cal.images, settings=settings,
-                        calibration_source=cal.source)
+    ctx = BuildContext(threads=threads, input_size=config.input_size, calibration=cal.images, settings=settings,
+                       calibration_source=cal.source)
+    if get_method(case.compression).validates:
+        val = data.validation_set(config.dataset, config.input_size, int(settings["validation_samples"]), config.seed)
+        assert val.labels is not None  # validation_set only returns labelled sets
+        ctx = dataclasses.replace(ctx, validation=(val.images, val.labels), validation_source=val.pipeline)
+    return ctx
 
 
 @cache
@@ -171,7 +176,8 @@ def artifact_description(config: Config, case: Case, backend: Backend, settings:
         "dataset": config.dataset.to_dict() if get_method(case.compression).uses_dataset else None,
         # The backend's class hierarchy and the modules that make artifacts: a code change rebuilds.
         "code": code_version(*_artifact_modules(backend), "resnetbench.backends.onnx_export",
-                             "resnetbench.backends.torch_quantize", "resnetbench.backends.onnx_quantize"),
+                             "resnetbench.backends.torch_quantize", "resnetbench.backends.onnx_quantize",
+                             *(("resnetbench.backends.onnx_budget",) if get_method(case.compression).validates else ())),
     }
 
 
@@ -285,7 +291,8 @@ def build_case(config: Config, case: Case, cache: ArtifactCache, threads: int, t
         "peak_rss_mb": _peak_rss_mb(),
         "peak_rss_growth_mb": _peak_rss_mb() - rss_before,
     }
-    info = {**comp_info, **quant_info, **{k: v for k, v in meta.items() if k in ("quantizer", "ops", "calibration_samples")}}
+    info = {**comp_info, **quant_info, **{k: v for k, v in meta.items()
+                                          if k in ("quantizer", "ops", "calibration_samples", "budget")}}
     if ctx.calibration_source:
         info["calibration_source"] = ctx.calibration_source
     return Built(case, model, entry, files_bytes(entry, meta["files"]), meta, runner, info, fp32_model, backend, method,
@@ -305,7 +312,20 @@ def build_default(arch: str, backend: str, batch: int, input_size: int, cache: A
 
     ``recipe`` loads the artifact with that recipe of the backend, as a matrix pin would.
     """
+    config = _default_config(origin, input_size, backend, recipe)
+    return build_case(config, Case(arch, dtype, compression, backend, batch), cache, threads, tune=tune)
+
+
+def load_default_streams(arch: str, backend: str, batch: int, input_size: int, cache: ArtifactCache, threads: int,
+                         origin: str, dtype: str, compression: str, recipe: str, streams: int,
+                         pinned: str | None = None) -> list[Runner]:
+    """``load_streams`` for a case ``build_default`` built (with ``pinned`` as its ``recipe``)."""
+    config = _default_config(origin, input_size, backend, pinned)
+    return load_streams(config, Case(arch, dtype, compression, backend, batch), cache, threads, recipe, streams)
+
+
+def _default_config(origin: str, input_size: int, backend: str, recipe: str | None) -> Config:
     config = Config(path=Path(origin), matrix={}, input_size=input_size)
     if recipe is not None:
         config = dataclasses.replace(config, tuning=config.tuning.pinned(backend, recipe))
-    return build_case(config, Case(arch, dtype, compression, backend, batch), cache, threads, tune=tune)
+    return config

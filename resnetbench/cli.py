@@ -160,15 +160,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_decide(args: argparse.Namespace) -> int:
     from resnetbench import results as results_io
     from resnetbench.decide import Scenario, ScenarioError, decide, format_decision
+    from resnetbench.recommendations import format_recommendations, judge_all
 
     try:
         scenario = Scenario.load(args.scenario)
-        decision = decide(results_io.merge(args.results), scenario)
+        results = results_io.merge(args.results)
+        decision = decide(results, scenario)
     except (results_io.ResultsError, ScenarioError) as exc:
         return _err(str(exc))
     print(format_decision(decision))
+    recommendations = judge_all(results)
+    print("\nThe guide's recommendations on these results:\n" + format_recommendations(recommendations))
     if args.json:
-        Path(args.json).write_text(json.dumps(decision.to_dict(), indent=2) + "\n", encoding="utf-8")
+        out = {**decision.to_dict(), "recommendations": recommendations}
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     # no pick (nothing satisfies, or nothing could be decided) is not a decision
     return EXIT_OK if decision.pick is not None else EXIT_REGRESSION
 

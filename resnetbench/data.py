@@ -197,6 +197,34 @@ def input_set(dataset: Mapping[str, Any], size: int, seed: int = 0) -> InputSet:
     raise DatasetError(f"unknown dataset {name!r}")
 
 
+MIN_VALIDATION_SAMPLES = 50
+
+
+def validation_set(dataset: Mapping[str, Any], size: int, samples: int, seed: int = 0) -> InputSet:
+    """Labelled images that decide an accuracy budget (``compress/int8_budget.py``): never
+    training, calibration or evaluation images, so the evaluation's drop is not tuned on.
+
+    digits: the test split's images after the ``samples`` the evaluation uses (the model was
+    trained on the training split, which also holds the calibration images).
+    """
+    name = dataset["name"]
+    if name != "digits":
+        raise DatasetError(f"dataset {name!r}: an accuracy budget needs labelled validation images apart from the "
+                           "evaluation images; use dataset: {name: digits, samples: 180} (its other test images "
+                           "validate)")
+    test = digits(size, "test", dataset.get("seed", seed))
+    used = dataset.get("samples") or len(test.images)
+    left = len(test.images) - used
+    if left < MIN_VALIDATION_SAMPLES:
+        raise DatasetError(f"dataset digits: samples {used} leaves {max(left, 0)} of its {len(test.images)} test "
+                           f"images for the accuracy budget's validation (needs {MIN_VALIDATION_SAMPLES}); "
+                           f"set dataset.samples to at most {len(test.images) - MIN_VALIDATION_SAMPLES}")
+    end = used + min(samples, left)
+    assert test.labels is not None  # digits() always carries labels
+    return InputSet(test.name, test.images[used:end], test.labels[used:end],
+                    test.pipeline + f" validation=[{used}:{end}] (the evaluation uses [0:{used}])")
+
+
 @dataclass(frozen=True)
 class CalibrationSet:
     """Calibration images for static quantization, and where they came from (recorded in the results)."""

@@ -59,6 +59,8 @@ FLOATS = frozenset({"fp32", "fp16", "bf16"})
 # The quantization schemes backends implement (``Backend.quantization``).
 INT8_DYNAMIC = "int8-dynamic"
 INT8_STATIC = "int8-static"
+# Static int8 that reverts its most sensitive layers to float until a top-1 budget holds.
+INT8_BUDGET = "int8-static-budget"
 
 
 @dataclass
@@ -97,7 +99,12 @@ class Method:
     @property
     def calibrates(self) -> bool:
         """Needs calibration images (kept apart from the evaluation images)."""
-        return self.quantization == INT8_STATIC
+        return self.quantization in (INT8_STATIC, INT8_BUDGET)
+
+    @property
+    def validates(self) -> bool:
+        """Needs labelled validation images (apart from calibration and evaluation images)."""
+        return self.quantization == INT8_BUDGET
 
     def unsupported(self, dtype: str) -> str | None:
         """Why this method and a dtype do not go together; None when they do."""

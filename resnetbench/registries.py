@@ -72,6 +72,7 @@ COMPRESSIONS: Registry[Method] = Registry("compression method", "resnetbench.com
     "none": "resnetbench.compress.identity:METHOD",
     "dynamic": "resnetbench.compress.dynamic:METHOD",
     "static": "resnetbench.compress.static:METHOD",
+    "int8-budget": "resnetbench.compress.int8_budget:METHOD",
     "prune-l1-unstructured": "resnetbench.compress.prune_unstructured:METHOD",
     "prune-channels": "resnetbench.compress.prune_channels:METHOD",
     "distill": "resnetbench.compress.distill:METHOD",

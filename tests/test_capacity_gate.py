@@ -96,7 +96,7 @@ def test_a_damaged_throughput_list_is_a_clear_error():
 
 
 def _side(offline: list[float], low: float | None = None, high: float | None = None) -> dict[str, Any]:
-    side: dict[str, Any] = {"offline": offline}
+    side: dict[str, Any] = {"offline": {"runs_samples_per_s": offline, "ratios": [r / 800.0 for r in offline]}}
     if low is not None:
         side["server"] = _server(low, high)
     return side
@@ -106,8 +106,8 @@ def test_capacity_check_counts_blocking_decisions_and_judges_the_targets():
     from resnetbench.tools.capacitycheck import compare_sides, summarize
 
     base, same, slow = _side(BASE_RUNS, 100.0, 105.0), _side(BASE_RUNS, 99.0, 104.0), _side([640.0] * 5, 80.0, 84.0)
-    clean = [{"kind": "aa", "status": compare_sides(base, same, 0.10)} for _ in range(100)]
-    clean += [{"kind": "slowed", "status": compare_sides(base, slow, 0.10)} for _ in range(100)]
+    clean = [{"kind": "aa", "status": compare_sides(base, same, 0.10, "ref")} for _ in range(100)]
+    clean += [{"kind": "slowed", "status": compare_sides(base, slow, 0.10, "ref")} for _ in range(100)]
     summary = summarize(clean)
     assert summary["failures"] == []
     assert summary["aa"]["server"]["blocking"] == 0 and summary["slowed"]["offline"]["regressed"] == 100
@@ -133,9 +133,44 @@ def test_capacity_check_runs_real_loadgen_on_a_tiny_case(tmp_path):
     result = run_capacity_check("resnet18", "onnxruntime", "fp32", 32, 2, cache_dir=tmp_path, repeats=2,
                                 seconds=0.2, p99_ms=50.0, samples=16)
     assert len(result["sides"]) == 3 and "S" not in result["sides"][-1]
-    assert all(len(side["offline"]) == 2 and side["server"]["runs"] for t in result["sides"] for side in t.values())
+    assert all(len(side["offline"]["ratios"]) == 2 and side["server"]["runs"] and side["server"]["normalized"]
+               for t in result["sides"] for side in t.values())
     assert {c["kind"] for c in result["comparisons"]} == {"aa", "slowed"} and len(result["comparisons"]) == 4
     # the slowed system really is slower: busy-waiting 20% after each call lowers its throughput
     assert result["measured_slowdown"] > 0.05
     text = format_summary(result)
     assert "2 trials" in text and "need 100 each" in text  # two trials can never meet the targets
+
+
+def _paired(raw: list[float], ratios: list[float], key: str = "onnxruntime/fp32/none/b1/32/default",
+            normalized: dict[str, Any] | None = None, server: dict[str, Any] | None = None) -> dict[str, Any]:
+    results = _results(raw, server)
+    scenarios = results["cases"][0]["scenarios"]
+    scenarios["offline"]["ratios"] = ratios
+    scenarios["reference"] = {"key": key}
+    if normalized is not None:
+        scenarios["server"]["normalized"] = normalized
+    return results
+
+
+def test_paired_figures_decide_when_both_sides_have_the_same_reference():
+    base = _paired(BASE_RUNS, [1.00, 1.01, 0.99, 1.00, 1.02], server=_server(100.0, 105.0),
+                   normalized={"qps": 0.125, "bracket": [0.125, 0.131]})
+    # the machine was 20% slower for the whole current run: raw throughput and capacity fell,
+    # the ratios to the reference did not
+    drifted = _paired([640.0, 650.0, 645.0, 630.0, 655.0], [1.01, 0.99, 1.00, 1.00, 1.01],
+                      server=_server(80.0, 84.0), normalized={"qps": 0.124, "bracket": [0.124, 0.130]})
+    record = _decide(base, drifted)
+    assert record["decision"] == "unchanged", record["reason"]
+    assert "case/reference throughput" in _check(record, "offline")["detail"]
+    assert "per reference sample/s" in _check(record, "server")["detail"]
+    # the case got 20% slower while the reference did not: the ratios fall though raw throughput held
+    slower = _paired(BASE_RUNS, [0.83, 0.84, 0.82, 0.83, 0.84], server=_server(100.0, 105.0),
+                     normalized={"qps": 0.100, "bracket": [0.100, 0.105]})
+    record = _decide(base, slower)
+    assert _check(record, "offline")["status"] == _check(record, "server")["status"] == "regressed"
+    # another reference on one side: the raw figures decide, and say they are unpaired
+    other = _paired(BASE_RUNS, [0.5] * 5, key="openvino/fp32/none/b1/32/default", server=_server(100.0, 105.0),
+                    normalized={"qps": 0.05, "bracket": [0.05, 0.06]})
+    record = _decide(base, other)
+    assert record["decision"] == "unchanged" and "unpaired" in _check(record, "offline")["detail"]

@@ -80,7 +80,7 @@ BAD = [
         "unknown-compression",
         "matrix:\n  arch: [resnet18]\n  compression: [none, quantise]\n",
         3,
-        ("'quantise'", "none, dynamic, static, prune-l1-unstructured, prune-channels, distill"),
+        ("'quantise'", "none, dynamic, static, int8-budget, prune-l1-unstructured, prune-channels, distill"),
     ),
     Bad(
         "axis-as-string",

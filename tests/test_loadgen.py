@@ -207,6 +207,8 @@ SCENARIOS_MATRIX = """
 matrix:
   arch: [resnet18]
   backend: [eager, onnxruntime]
+  include:
+    - {arch: resnet18, dtype: bf16, backend: eager}  # not in scenarios.cases: LoadGen does not run it
 input_size: 32
 dataset: {name: synthetic, samples: 16}
 claims: false
@@ -216,14 +218,21 @@ scenarios:
   singlestream: {}
   server: {p99_ms: 50}
   seconds: 0.3
+  repeats: 3
+  cases: ["resnet18-fp32-*"]
 """
 
 
 @pytest.mark.slow
 @pytest.mark.timing  # judges a Server capacity: alone on the machine
 def test_the_scenarios_run_through_loadgen_for_each_case(run_matrix: Any) -> None:
+    from resnetbench.compare.rules import compare_results
+
     result, data = run_matrix(SCENARIOS_MATRIX, "-m", "scenarios")
-    assert result.ret == 0, result.stdout.str()[-3000:]
+    out = result.stdout.str()
+    assert result.ret == 0, out[-3000:]
+    assert "resnetbench: 1 deselected: test_scenarios: the case matches none of scenarios.cases (resnet18-fp32-*)" \
+        in out
     assert {c["id"] for c in data["cases"]} == {"resnet18-fp32-none-eager-b1", "resnet18-fp32-none-onnxruntime-b1"}
     for case in data["cases"]:
         rec = case["scenarios"]
@@ -244,3 +253,15 @@ def test_the_scenarios_run_through_loadgen_for_each_case(run_matrix: Any) -> Non
         # the other side of one-stream/multi-stream, for the comparison
         other = server["compared"]["split"]
         assert (other["streams"] > 1) != (server["split"]["streams"] > 1)
+        # paired with the latency reference, for the capacity gate (measure/capacity.py)
+        assert rec["reference"]["key"].startswith(f"{case['backend']}/fp32/none/b1/32/")
+        offline = rec["offline"]
+        assert len(offline["runs_samples_per_s"]) == len(offline["reference_samples_per_s"]) == 3
+        assert offline["ratios"] == pytest.approx([c / r for c, r in zip(offline["runs_samples_per_s"],
+                                                                       offline["reference_samples_per_s"], strict=True)])
+        assert len(server["reference_samples_per_s"]) == len(server["runs"]) and server["normalized"]["qps"] > 0
+    # the run against itself: the capacity gate compares the paired figures and passes
+    for record in compare_results(data, data):
+        checks = {c["name"]: c for c in record["checks"]}
+        assert checks["offline"]["status"] == checks["server"]["status"] == "ok", record["reason"]
+        assert "case/reference" in checks["offline"]["detail"]

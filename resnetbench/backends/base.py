@@ -14,7 +14,7 @@ import importlib.util
 import io
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -69,6 +69,9 @@ class BuildContext:
     calibration: torch.Tensor | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     calibration_source: str = ""  # where the calibration images came from (never the evaluation set)
+    # Labelled images and labels an accuracy budget is checked on (int8-budget; data.validation_set).
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None
+    validation_source: str = ""
     recipe: Recipe = DEFAULT_RECIPE
 
 
@@ -152,7 +155,8 @@ class Backend:
         """How this backend's int8 path for ``scheme`` stores a model (for the size formula)."""
         raise NotImplementedError(f"{self.name} declares no int8 storage layout for {scheme}")
 
-    def size_formula(self, inv: Inventory, dtype: str, scheme: str | None) -> SizeFormula:
+    def size_formula(self, inv: Inventory, dtype: str, scheme: str | None,
+                     float_layers: Collection[str] = ()) -> SizeFormula:
         """The closed-form bytes of this backend's artifact (what the size test expects).
 
         Default: parameters at the dtype with BatchNorm kept, as state_dicts, ONNX and
@@ -160,7 +164,7 @@ class Backend:
         that folds BatchNorm away overrides this with ``backends.size.folded_formula``.
         """
         if scheme is not None:
-            return int8_formula(inv, self.int8_layout(scheme))
+            return int8_formula(inv, self.int8_layout(scheme), float_layers)
         return float_formula(inv, dtype)
 
     def slow_reason(self, case: Case, allow_slow: bool = False) -> str | None:

@@ -28,6 +28,7 @@ import gc
 import shutil
 import sys
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ class CoreMLBackend(Backend):
     def int8_layout(self, scheme: str) -> QuantLayout:
         return INT8_WEIGHTS
 
-    def size_formula(self, inv: Inventory, dtype: str, scheme: str | None) -> SizeFormula:
+    def size_formula(self, inv: Inventory, dtype: str, scheme: str | None,
+                     float_layers: Collection[str] = ()) -> SizeFormula:  # no int8-budget path: none
         if scheme is not None:
             return super().size_formula(inv, dtype, scheme)
         return folded_formula(inv, dtype, dtype, f"Core ML ML Program: {dtype} weights and biases, BN folded")

@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +209,8 @@ class LiteRTBackend(Backend):
     def int8_layout(self, scheme: str) -> QuantLayout:
         return LAYOUTS[scheme]
 
-    def size_formula(self, inv: Inventory, dtype: str, scheme: str | None) -> SizeFormula:
+    def size_formula(self, inv: Inventory, dtype: str, scheme: str | None,
+                     float_layers: Collection[str] = ()) -> SizeFormula:  # no int8-budget path: none
         if scheme is not None:
             return super().size_formula(inv, dtype, scheme)
         return folded_formula(inv, dtype, "fp32", f"TFLite flatbuffer: {dtype} conv/fc weights, fp32 biases, BN folded")

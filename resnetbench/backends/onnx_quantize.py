@@ -24,6 +24,10 @@ LAYOUTS = {
                                 "ORT dynamic: Conv/MatMul int8 per-tensor, fp32 bias, BN folded"),
     "int8-static": QuantLayout(frozenset({"conv", "linear"}), True, 4, 1, 4, True,
                                "ORT QDQ: int8 per-channel weights, fp32 scales + int8 zero points, int32 bias, BN folded"),
+    # the same, with the layers the budget reverted stored in fp32 (their names come from the artifact)
+    "int8-static-budget": QuantLayout(frozenset({"conv", "linear"}), True, 4, 1, 4, True,
+                                      "ORT QDQ (int8-budget): int8 per-channel weights, fp32 scales + int8 zero "
+                                      "points, int32 bias, BN folded; reverted layers fp32"),
 }
 
 
@@ -36,7 +40,7 @@ def quantize_onnx_dynamic(src: Path, dst: Path) -> dict[str, Any]:
     return {"quantize_s": t.seconds, "quantizer": "onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)"}
 
 
-class _Reader:
+class CalibrationReader:
     """Feeds calibration batches to ONNX Runtime's calibrator."""
 
     def __init__(self, name: str, images: torch.Tensor, batch: int = 8) -> None:
@@ -54,9 +58,18 @@ class _Reader:
         self.i = 0
 
 
+def static_quantize_options(per_channel: bool = True) -> dict[str, Any]:
+    """``quantize_static``'s pinned options (module doc), shared with ``onnx_budget``."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    return {"quant_format": QuantFormat.QDQ, "per_channel": per_channel, "activation_type": QuantType.QUInt8,
+            "weight_type": QuantType.QInt8, "calibrate_method": CalibrationMethod.MinMax,
+            "extra_options": {"ActivationSymmetric": False, "WeightSymmetric": True}}
+
+
 def quantize_onnx_static(src: Path, dst: Path, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
     """``quant_pre_process`` then ``quantize_static`` to QDQ; returns timing and settings."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     assert ctx.calibration is not None, "static quantization needs calibration data"
@@ -64,17 +77,7 @@ def quantize_onnx_static(src: Path, dst: Path, ctx: BuildContext, workdir: Path)
     pre = workdir / "pre.onnx"
     with Timer() as t:
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(
-            str(pre),
-            str(dst),
-            _Reader("input", ctx.calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-        )
+        quantize_static(str(pre), str(dst), CalibrationReader("input", ctx.calibration), **static_quantize_options())
     return {
         "quantize_s": t.seconds,
         "calibration_samples": int(len(ctx.calibration)),

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnetbench.backends import onnx_quantize
+from resnetbench.backends import onnx_budget, onnx_quantize
 from resnetbench.backends.base import Backend, BuildContext, Exported, Recipe, Timer, cast_model
 from resnetbench.backends.onnx_export import bf16_weight_storage, export_onnx, onnx_files, op_histogram, single_file
 from resnetbench.compress import get_method
-from resnetbench.compress.base import INT8_DYNAMIC, INT8_STATIC
+from resnetbench.compress.base import INT8_BUDGET, INT8_DYNAMIC, INT8_STATIC
 from resnetbench.formulas import QuantLayout
 from resnetbench.matrix import Case
 
@@ -50,6 +50,9 @@ def export_for_onnx(model: nn.Module, case: Case, out: Path, ctx: BuildContext) 
             elif get_method(case.compression).quantization == INT8_STATIC:
                 src = single_file(work / "model.onnx", work / "single.onnx")
                 extra.update(onnx_quantize.quantize_onnx_static(src, out / "model.onnx", ctx, out / "pre"))
+            elif get_method(case.compression).quantization == INT8_BUDGET:
+                src = single_file(work / "model.onnx", work / "single.onnx")
+                extra.update(onnx_budget.quantize_onnx_budgeted(src, out / "model.onnx", ctx, out / "pre"))
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(out / "pre", ignore_errors=True)
     extra["ops"] = op_histogram(out / "model.onnx")
@@ -141,7 +144,7 @@ class OnnxRuntimeBackend(Backend):
     settings_schema = {"save_optimized": {"type": "boolean", "default": False,
                                           "description": "also store ONNX Runtime's optimised graph beside the model"}}
     dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
-    quantization = frozenset({INT8_DYNAMIC, INT8_STATIC})
+    quantization = frozenset({INT8_DYNAMIC, INT8_STATIC, INT8_BUDGET})
     requires = ("onnxruntime", "onnx")
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     artifact_kind = "ONNX model + external data"

@@ -21,7 +21,7 @@ from resnetbench.backends import onnx_quantize
 from resnetbench.backends.base import Backend, BuildContext, Exported, Recipe, Timer
 from resnetbench.backends.onnxruntime import export_for_onnx
 from resnetbench.backends.profile import onnx_node_scopes, profile_openvino
-from resnetbench.compress.base import INT8_STATIC
+from resnetbench.compress.base import INT8_BUDGET, INT8_STATIC
 from resnetbench.formulas import QuantLayout
 from resnetbench.matrix import Case
 
@@ -59,8 +59,8 @@ class OpenVINOBackend(Backend):
         "type": "string", "enum": ["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"],
         "description": "the compile-time performance hint (default: LATENCY at batch 1, THROUGHPUT above)"}}
     dtypes = frozenset({"fp32", "fp16", "bf16", "int8"})
-    # Weights-and-activations int8 comes from the static QDQ model; there is no dynamic path.
-    quantization = frozenset({INT8_STATIC})
+    # Weights-and-activations int8 comes from the static QDQ model (also the budgeted one); no dynamic path.
+    quantization = frozenset({INT8_STATIC, INT8_BUDGET})
     requires = ("openvino", "onnx")
     artifact_kind = "OpenVINO IR (model.xml + model.bin)"
 

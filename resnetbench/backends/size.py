@@ -10,7 +10,8 @@ biases, and layers left in fp32. Each backend declares the layout of its int8 pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -28,6 +29,9 @@ class Inventory:
     conv: list[tuple[int, int, int]]  # (weight numel, out channels, bias numel)
     linear: list[tuple[int, int, int]]
     bn_channels: int
+    # module names of the conv and linear layers, in the same order (a budget's float layers are named)
+    conv_names: list[str] = field(default_factory=list)
+    linear_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"params": self.params, "bn_buffer_floats": self.bn_buffer_floats, "bn_layers": self.bn_layers}
@@ -36,17 +40,20 @@ class Inventory:
 def inventory(model: nn.Module) -> Inventory:
     """Count parameters and buffers of an unquantized model, layer by layer."""
     conv, linear = [], []
+    conv_names, linear_names = [], []
     bn_channels = bn_layers = 0
-    for m in model.modules():
+    for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
             conv.append((m.weight.numel(), m.out_channels, m.bias.numel() if m.bias is not None else 0))
+            conv_names.append(name)
         elif isinstance(m, nn.Linear):
             linear.append((m.weight.numel(), m.out_features, m.bias.numel() if m.bias is not None else 0))
+            linear_names.append(name)
         elif isinstance(m, nn.BatchNorm2d):
             bn_channels += m.num_features
             bn_layers += 1
     params = sum(p.numel() for p in model.parameters())
-    return Inventory(params, 2 * bn_channels, bn_layers, conv, linear, bn_channels)
+    return Inventory(params, 2 * bn_channels, bn_layers, conv, linear, bn_channels, conv_names, linear_names)
 
 
 def float_formula(inv: Inventory, dtype: str) -> SizeFormula:
@@ -55,13 +62,19 @@ def float_formula(inv: Inventory, dtype: str) -> SizeFormula:
     return SizeFormula(inv.params, dtype, inv.params * per, inv.bn_buffer_floats * per + inv.bn_layers * 8)
 
 
-def int8_formula(inv: Inventory, layout: QuantLayout) -> SizeFormula:
-    """int8 weights of quantized layers plus scales, zero points, biases and fp32 leftovers."""
+def int8_formula(inv: Inventory, layout: QuantLayout, float_layers: Collection[str] = ()) -> SizeFormula:
+    """int8 weights of quantized layers plus scales, zero points, biases and fp32 leftovers;
+    ``float_layers`` (module names) stay fp32, their bias one per output channel when BN is folded."""
     int8_weights = 0
     wider = 0
-    for kind, layers in (("conv", inv.conv), ("linear", inv.linear)):
-        for numel, out, bias in layers:
-            if kind in layout.quantized:
+    unknown = set(float_layers) - {*inv.conv_names, *inv.linear_names}
+    if unknown:
+        raise ValueError(f"float layers not in the model: {', '.join(sorted(unknown))}")
+    for kind, layers, names in (("conv", inv.conv, inv.conv_names), ("linear", inv.linear, inv.linear_names)):
+        for (numel, out, bias), name in zip(layers, names or [""] * len(layers), strict=True):
+            if name in float_layers:
+                wider += (numel + (out if layout.bn_folded and kind == "conv" else bias)) * 4
+            elif kind in layout.quantized:
                 int8_weights += numel
                 qparams = out if layout.per_channel else 1
                 wider += qparams * (layout.scale_bytes + layout.zero_point_bytes)

@@ -3,7 +3,12 @@
 
 Both are "more is better", so a regression is a fall:
 
-- **Offline** keeps ``repeats`` runs' samples/s per side. Regressed: the median fell by more
+Both are paired with the latency reference (``measure/capacity.py``): Offline as each run's
+ratio to the reference's run beside it, Server divided by the reference's Offline throughput
+around the search. The gate uses the paired figures when both sides have them with the same
+reference, and the raw ones otherwise (the detail says "unpaired").
+
+- **Offline** keeps ``repeats`` runs per side. Regressed: the median fell by more
   than the threshold *and* every current run is below every baseline run. The same fall
   with overlapping runs is ``inconclusive`` (it blocks too).
 - **Server** keeps the capacity search's bracket: the highest rate LoadGen called VALID
@@ -38,21 +43,29 @@ def _numbers(value: Any, where: str) -> list[float]:
     return [float(v) for v in value]
 
 
-def offline_runs(case: dict[str, Any], where: str) -> list[float]:
-    """The samples/s of every Offline run a case's scenarios record kept ([] when none)."""
+def offline_runs(case: dict[str, Any], where: str, paired: bool = False) -> list[float]:
+    """The samples/s of every Offline run a case's scenarios record kept ([] when none);
+    ``paired``: each run's ratio to the reference's run beside it (measure/capacity.py)."""
     offline = lookup(case, "scenarios", "offline")
     if not isinstance(offline, dict):
         return []
+    if paired:
+        return _numbers(offline.get("ratios"), f"{where}: scenarios.offline.ratios")
     runs = _numbers(offline.get("runs_samples_per_s"), f"{where}: scenarios.offline.runs_samples_per_s")
     if not runs and isinstance(offline.get("samples_per_s"), (int, float)):
         runs = [float(offline["samples_per_s"])]
     return runs
 
 
-def decide_offline(base: list[float], cur: list[float], threshold: float) -> tuple[str, str]:
-    """(status, detail) for two sides' Offline samples/s runs; status ok | regressed | inconclusive."""
+def _reference_key(case: dict[str, Any]) -> Any:
+    return lookup(case, "scenarios", "reference", "key")
+
+
+def decide_offline(base: list[float], cur: list[float], threshold: float, what: str = "samples/s") -> tuple[str, str]:
+    """(status, detail) for two sides' Offline runs (samples/s, or ratios to the reference);
+    status ok | regressed | inconclusive."""
     mb, mc = sorted(base)[len(base) // 2], sorted(cur)[len(cur) // 2]
-    change = f"Offline {mb:.4g} -> {mc:.4g} samples/s (median of {len(base)} and {len(cur)} runs"
+    change = f"Offline {mb:.4g} -> {mc:.4g} {what} (median of {len(base)} and {len(cur)} runs"
     if mc >= mb * (1 - threshold):
         return "ok", f"{change})"
     if max(cur) < min(base):
@@ -89,12 +102,16 @@ def decide_server(base: dict[str, Any], cur: dict[str, Any], threshold: float) -
 def capacity_checks(base: dict[str, Any], cur: dict[str, Any], threshold: float, where: str) -> list[dict[str, Any]]:
     """The Offline and Server checks of one case (status n/a when the baseline measured neither)."""
     checks = []
-    b_runs, c_runs = offline_runs(base, f"baseline {where}"), offline_runs(cur, f"current {where}")
+    same_reference = _reference_key(base) is not None and _reference_key(base) == _reference_key(cur)
+    paired = same_reference and bool(offline_runs(base, f"baseline {where}", True)) \
+        and bool(offline_runs(cur, f"current {where}", True))
+    b_runs, c_runs = offline_runs(base, f"baseline {where}", paired), offline_runs(cur, f"current {where}", paired)
+    what = "case/reference throughput" if paired else "samples/s (unpaired: a side has no reference runs)"
     check: dict[str, Any] = {"name": "offline", "status": "n/a", "baseline": None, "current": None, "detail": ""}
     if b_runs and not c_runs:
         check.update(status="inconclusive", detail="Offline throughput measured in the baseline, not now")
     elif b_runs:
-        status, detail = decide_offline(b_runs, c_runs, threshold)
+        status, detail = decide_offline(b_runs, c_runs, threshold, what)
         check.update(status=status, detail=detail, baseline=sorted(b_runs)[len(b_runs) // 2],
                      current=sorted(c_runs)[len(c_runs) // 2])
     checks.append(check)
@@ -103,7 +120,14 @@ def capacity_checks(base: dict[str, Any], cur: dict[str, Any], threshold: float,
     if isinstance(b_server, dict) and not isinstance(c_server, dict):
         check.update(status="inconclusive", detail="Server capacity measured in the baseline, not now")
     elif isinstance(b_server, dict) and isinstance(c_server, dict):
+        normalized = same_reference and isinstance(b_server.get("normalized"), dict) \
+            and isinstance(c_server.get("normalized"), dict)
+        if normalized:  # capacities over the reference's Offline throughput around each search
+            b_server = {**b_server, **b_server["normalized"]}
+            c_server = {**c_server, **c_server["normalized"]}
         status, detail = decide_server(b_server, c_server, threshold)
+        if normalized:
+            detail = detail.replace("QPS", "QPS per reference sample/s")
         check.update(status=status, detail=detail, baseline=b_server.get("qps"), current=c_server.get("qps"))
     checks.append(check)
     return checks

@@ -13,6 +13,6 @@ from __future__ import annotations
 # The declarations live in the leaf module (``domain``): the matrix's validation and the
 # registries read them below every package that implements a method. This module keeps
 # their public home for extensions (``resnetbench.compress.base.Method``).
-from resnetbench.domain import FLOATS, INT8_DYNAMIC, INT8_STATIC, Method, MethodContext, Prepare
+from resnetbench.domain import FLOATS, INT8_BUDGET, INT8_DYNAMIC, INT8_STATIC, Method, MethodContext, Prepare
 
-__all__ = ["FLOATS", "INT8_DYNAMIC", "INT8_STATIC", "Method", "MethodContext", "Prepare"]
+__all__ = ["FLOATS", "INT8_BUDGET", "INT8_DYNAMIC", "INT8_STATIC", "Method", "MethodContext", "Prepare"]

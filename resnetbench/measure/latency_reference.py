@@ -96,7 +96,14 @@ def family(dtype: str, compression: str) -> tuple[str, str]:
     Quantized cases get an int8 reference quantized by the same method; pruned or
     distilled models keep their dtype's dense arithmetic, so their reference is uncompressed.
     """
-    if get_method(compression).quantization is not None:
+    from resnetbench.compress.base import INT8_BUDGET
+
+    quantization = get_method(compression).quantization
+    if quantization == INT8_BUDGET:
+        # the budgeted model is static int8 with some layers in float; its reference is static
+        # int8 (a budget search needs labelled data the reference's synthetic config lacks)
+        return "int8", "static"
+    if quantization is not None:
         return "int8", compression
     return dtype, DEFAULT_COMPRESSION
 
@@ -129,6 +136,21 @@ def reference_for(backend: str, batch: int, input_size: int, threads: int, cache
     x = torch.randn(batch, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     return ReferenceWorkload(backend, batch, input_size, built.runner, built.runner.prepare(x), ref_dtype,
                              ref_compression, built.tuning["recipe"])
+
+
+def reference_streams(backend: str, batch: int, input_size: int, threads: int, cache: Any, dtype: str,
+                      compression: str, recipe: str | None, streams: int,
+                      stream_threads: int) -> tuple[list[Any], ReferenceWorkload]:
+    """The reference loaded ``streams`` times with ``stream_threads`` each, to serve LoadGen
+    beside a case (``measure/capacity.py``), and the workload that names it."""
+    from resnetbench.build import load_default_streams
+
+    workload = reference_for(backend, batch, input_size, threads, cache, dtype, compression, recipe)
+    pinned = reference_recipe(backend, batch, dtype, compression, recipe)
+    runners = load_default_streams(REFERENCE_ARCH, backend, batch, input_size, cache, stream_threads,
+                                   REFERENCE_ORIGIN, workload.dtype, workload.compression, workload.recipe, streams,
+                                   pinned)
+    return runners, workload
 
 
 PAIR_WARMUP = 5

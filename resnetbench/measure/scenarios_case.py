@@ -8,8 +8,10 @@ serves it best, whether every response is right, and the scenarios the matrix as
    response must be the case's own output for its sample (``loadgen.check_responses``). A
    system that drops, duplicates or mixes up responses fails the test with the samples.
 3. **Performance.** SingleStream (p90), MultiStream (p99 of 8-sample queries), Offline
-   (samples/s) and Server (the highest QPS with p99 within the bound, ``loadgen.find_capacity``)
-   as asked. Server's capacity is also found for the best split on the other side of
+   (samples/s, ``repeats`` runs) and Server (the highest QPS with p99 within the bound,
+   ``loadgen.find_capacity``) as asked. Offline and Server are paired with the latency
+   reference served the same way (``measure/capacity.py``: what the capacity gate compares).
+   Server's capacity is also found for the best split on the other side of
    one-stream/multi-stream, so the record compares multi-stream with single-stream.
 
 It all runs alone on the machine (``quiet.exclusive``), like every timing.
@@ -30,17 +32,16 @@ from resnetbench import quiet
 from resnetbench.build import load_streams
 from resnetbench.environment import set_threads
 from resnetbench.measure.accuracy_reference import reference_for
+from resnetbench.measure.capacity import offline_pairs, server_capacity, throughput
+from resnetbench.measure.latency_reference import reference_streams
 from resnetbench.measure.loadgen import (
     DEFAULT_SERVER_P99_MS,
-    MAX_SERVER_RUN_S,
     NOT_MLPERF,
-    SERVER_MIN_QUERIES,
     LoadGenError,
     LoadGenRun,
     Split,
     StreamSystem,
     check_responses,
-    find_capacity,
     loadgen,
     read_accuracy_log,
     run_loadgen,
@@ -49,7 +50,7 @@ from resnetbench.measure.loadgen import (
 )
 from resnetbench.measure.outputs import case_outputs
 
-PERFORMANCE_SCENARIOS = ("singlestream", "multistream", "offline")
+LATENCY_SCENARIOS = ("singlestream", "multistream")  # Offline and Server: measure/capacity.py
 ESTIMATE_CALLS = 5
 
 
@@ -89,11 +90,25 @@ def measure_scenarios(case: Any, built: Any, state: Any) -> ScenariosMeasurement
         finally:
             served.close()
 
+    @contextlib.contextmanager
+    def reference_system(split: Split) -> Iterator[tuple[StreamSystem, Any]]:
+        """The latency reference served the same way (measure/capacity.py: what the gate pairs with).
+        Built inside the exclusive section: a shared lock here would wait for this process's own."""
+        runners, workload = reference_streams(case.backend, case.batch, cfg.input_size, state.threads,
+                                              state.cache, case.dtype, case.compression, recipe, split.streams,
+                                              split.threads)
+        served = StreamSystem(runners, images, case.batch)
+        try:
+            yield served, workload
+        finally:
+            served.close()
+
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="resnetbench-loadgen-") as tmp, quiet.exclusive(state.cache.root):
         logs = Path(tmp)
         try:
-            return _measure(case, asked, images, expected, system, logs, record, start, state.threads)
+            return _measure(case, asked, images, expected, system, reference_system, logs, record, start,
+                            state.threads)
         except LoadGenError as exc:
             record["error"] = str(exc)
             return ScenariosMeasurement(record, failure=f"{case.id}: LoadGen: {exc}")
@@ -101,8 +116,8 @@ def measure_scenarios(case: Any, built: Any, state: Any) -> ScenariosMeasurement
             set_threads(state.threads)
 
 
-def _measure(case: Any, asked: Any, images: Any, expected: Any, system: Any, logs: Path, record: dict[str, Any],
-             start: float, threads: int) -> ScenariosMeasurement:
+def _measure(case: Any, asked: Any, images: Any, expected: Any, system: Any, reference_system: Any, logs: Path,
+             record: dict[str, Any], start: float, threads: int) -> ScenariosMeasurement:
     samples = int(images.shape[0])
     candidates = splits_of(threads, case.batch) if asked.sweep else [Split(1, threads, case.batch)]
     swept = []
@@ -128,28 +143,29 @@ def _measure(case: Any, asked: Any, images: Any, expected: Any, system: Any, log
         accuracy = check_responses(read_accuracy_log(run.logdir / "mlperf_log_accuracy.json"), expected)
         record["accuracy"] = accuracy
         expected_ms = 1000.0 * kept.streams / kept_run.asked["target_qps"]
-        for scenario in PERFORMANCE_SCENARIOS:
-            if getattr(asked, scenario) is None:
-                continue
-            target = _throughput(kept_run) if scenario == "offline" else None
-            # Offline runs `repeats` times: the capacity gate compares the runs' spread, not one run
-            runs = [run_loadgen(served, samples, scenario, "performance",
-                                settings_for(scenario, "performance", seconds=asked.seconds,
-                                             min_queries=1 if scenario == "offline" else asked.min_queries,
-                                             target_qps=target, expected_ms=expected_ms),
-                                logs / f"{scenario}-{i}", {"target_qps": target})
-                    for i in range(asked.repeats if scenario == "offline" else 1)]
-            record[scenario] = runs[0].summary()
-            if scenario == "offline":
-                every = [t for r in runs if (t := _throughput(r)) is not None]
-                record[scenario]["runs_samples_per_s"] = every
-                if every:
-                    record[scenario]["samples_per_s"] = statistics.median(every)
-        if asked.server is not None:
-            bound = float(asked.server.get("p99_ms", DEFAULT_SERVER_P99_MS))
-            record["server"] = {"p99_bound_ms": bound, "split": kept.to_dict(),
-                                **_capacity(served, samples, asked, bound, _throughput(kept_run), logs / "server")}
-            record["capacity_qps"] = record["server"]["qps"]
+        for scenario in LATENCY_SCENARIOS:
+            if getattr(asked, scenario) is not None:
+                run = run_loadgen(served, samples, scenario, "performance",
+                                  settings_for(scenario, "performance", seconds=asked.seconds,
+                                               min_queries=asked.min_queries, expected_ms=expected_ms),
+                                  logs / scenario, {"target_qps": None})
+                record[scenario] = run.summary()
+        if asked.offline is not None or asked.server is not None:
+            kept_rate = _throughput(kept_run) or kept_run.asked["target_qps"]
+            with reference_system(kept) as (ref_served, workload):
+                ref_rate = _estimate_qps(ref_served, kept, images)
+                record["reference"] = {"key": workload.key, "description": workload.description}
+                if asked.offline is not None:
+                    record["offline"] = offline_pairs(served, ref_served, samples, asked.repeats, asked.seconds,
+                                                      (kept_rate, ref_rate), logs / "offline")
+                if asked.server is not None:
+                    bound = float(asked.server.get("p99_ms", DEFAULT_SERVER_P99_MS))
+                    record["server"] = {"p99_bound_ms": bound, "split": kept.to_dict(),
+                                        **server_capacity(served, ref_served, samples, seconds=asked.seconds,
+                                                          min_queries=asked.min_queries, bound_ms=bound,
+                                                          offline_qps=kept_rate, reference_qps=ref_rate,
+                                                          logdir=logs / "server")}
+                    record["capacity_qps"] = record["server"]["qps"]
     if asked.server is not None:
         other = _best_other_side(swept, kept)
         if other is not None:
@@ -157,8 +173,9 @@ def _measure(case: Any, asked: Any, images: Any, expected: Any, system: Any, log
             with system(split) as served:
                 record["server"]["compared"] = {
                     "split": split.to_dict(),
-                    **_capacity(served, samples, asked, record["server"]["p99_bound_ms"], _throughput(run),
-                                logs / "server-compared")}
+                    **server_capacity(served, None, samples, seconds=asked.seconds, min_queries=asked.min_queries,
+                                      bound_ms=record["server"]["p99_bound_ms"], offline_qps=_throughput(run),
+                                      reference_qps=None, logdir=logs / "server-compared")}
     record["seconds_total"] = round(time.perf_counter() - start, 2)
     notes = [f"LoadGen: kept {kept.label} ({_fmt(_throughput(kept_run))} samples/s Offline)"
              + (f"; Server {_fmt(record['capacity_qps'])} QPS within p99 {record['server']['p99_bound_ms']:g} ms"
@@ -169,22 +186,6 @@ def _measure(case: Any, asked: Any, images: Any, expected: Any, system: Any, log
     elif "server" in record and record["capacity_qps"] is None:
         notes.append(f"LoadGen Server: {record['server']['reason']}")
     return ScenariosMeasurement(record, notes, failure)
-
-
-def _capacity(served: StreamSystem, samples: int, asked: Any, bound_ms: float, offline_qps: float | None,
-              logdir: Path) -> dict[str, Any]:
-    """Server capacity of ``served``: the search starts at half the Offline throughput (a server
-    under a latency bound serves less than an unbounded batch)."""
-    counter = iter(range(1_000))
-
-    def run_at(qps: float) -> LoadGenRun:
-        return run_loadgen(served, samples, "server", "performance",
-                           settings_for("server", "performance", seconds=asked.seconds, min_queries=asked.min_queries,
-                                        target_qps=qps, p99_ms=bound_ms),
-                           logdir / f"run-{next(counter)}", {"target_qps": qps})
-
-    return find_capacity(run_at, max(0.5 * (offline_qps or 1.0), 0.1),
-                         floor_qps=max(asked.min_queries, SERVER_MIN_QUERIES) / MAX_SERVER_RUN_S)
 
 
 def _best_other_side(swept: list[tuple[Split, LoadGenRun]], kept: Split) -> tuple[Split, LoadGenRun] | None:
@@ -207,8 +208,7 @@ def _estimate_qps(served: StreamSystem, split: Split, images: Any) -> float:
 
 
 def _throughput(run: LoadGenRun) -> float | None:
-    value = run.result("samples_per_second") or run.result("completed_samples_per_sec")
-    return None if value is None else float(value)
+    return throughput(run)
 
 
 def _loadgen_version(lg: Any) -> str:

@@ -23,7 +23,9 @@ class SizeMeasurement:
 def measure_size(case: Any, built: Any) -> SizeMeasurement:
     inv = built.inventory
     scheme = built.method.quantization if case.dtype == "int8" else None
-    rec = size_record(inv, built.backend.size_formula(inv, case.dtype, scheme), built.files, case.size_tolerance)
+    reverted = (built.meta.get("budget") or {}).get("reverted_layers", ())  # int8-budget's float layers
+    formula = built.backend.size_formula(inv, case.dtype, scheme, reverted)
+    rec = size_record(inv, formula, built.files, case.size_tolerance)
     spec = SPECS.get(case.arch)
     failure = None
     if built.method.removes_parameters:

@@ -18,6 +18,7 @@ import jinja2
 from markupsafe import Markup
 
 from resnetbench.decide import SCENARIOS, Scenario, decide, format_decision
+from resnetbench.recommendations import judge_all
 from resnetbench.records import AXES, DECISION_LABELS, DECISIONS, unstable_cases
 from resnetbench.report.cells import (
     CASE_COLUMNS,
@@ -112,7 +113,7 @@ def render_html(
         (c for c in cases if c.get("outcome") != "passed"),
         key=lambda c: (problem_rank.get(str(c.get("outcome")), 3), str(c.get("id"))),
     )
-    claims = list(results.get("claims") or [])
+    claims = list(results.get("claims") or []) + judge_all(results, decided_only=True)  # C10-C12 (recommendations.py)
     # the guide's closing question, for its two scenarios (``resnetbench decide`` for others)
     ship = [decide(results, Scenario.load(name)) for name in SCENARIOS]
     plotly = _plotly_payload() if figures else None

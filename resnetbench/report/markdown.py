@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from resnetbench.recommendations import judge_all
 from resnetbench.records import DECISIONS, unstable_cases
 from resnetbench.report.cells import (
     _accuracy_text,
@@ -138,7 +139,7 @@ def render_markdown(results: dict[str, Any], comparison: list[dict[str, Any]] | 
             lines.append(f"…and {len(archs) - MD_MAX_ARCHS} more in the HTML report")
         lines.append("")
 
-    claims = list(results.get("claims") or [])
+    claims = list(results.get("claims") or []) + judge_all(results, decided_only=True)  # C10-C12 (recommendations.py)
     if claims:
         verdicts = Counter(str(c.get("verdict")) for c in claims)
         mismatched = [c for c in claims if c.get("verdict") != c.get("expected_verdict")]

@@ -9,10 +9,12 @@ This command checks its rules on real LoadGen runs of one small case:
    work, then keeps the cores busy for ``slowdown`` times as long), i.e. a system needing 20%
    more compute.
 2. ``trials + 1`` times: ``repeats`` Offline runs and one Server capacity search of the
-   unchanged system (A), then the same of the slowed system (S), in a seeded random order.
+   unchanged system (A), then the same of the slowed system (S), in a seeded random order,
+   each paired with the latency reference as ``test_scenarios`` pairs a case
+   (``measure/capacity.py``: ``offline_pairs``, ``server_capacity``).
 3. Trial ``i`` compares A_i with A_(i+1) (A/A: any blocking decision is a false alarm) and
    A_i with S_i (the slowdown: a blocking decision is a catch). Each goes through
-   ``decide_offline`` / ``decide_server`` exactly as ``resnetbench compare`` does.
+   ``compare/capacity.py``'s ``capacity_checks``, exactly as ``resnetbench compare`` does.
 
 Targets (``CAPACITY_TARGETS``): A/A false alarms at most 1 in 100, a 20% slower system caught
 at least 95 times in 100, for Offline and for Server. Every run is a real LoadGen run of a
@@ -38,7 +40,7 @@ from typing import Any
 
 import torch
 
-from resnetbench.compare.capacity import decide_offline, decide_server
+from resnetbench.compare.capacity import capacity_checks
 from resnetbench.settings import GateSettings
 
 CAPACITY_TARGETS: dict[str, float] = {"false_alarm_rate_max": 0.01, "detection_rate_min": 0.95}
@@ -47,13 +49,16 @@ QUANTITIES = ("offline", "server")
 
 
 def _systems(arch: str, backend: str, family: str, input_size: int, cache_dir: Path, streams: int, threads: int,
-             slowdown: float, samples: int, seed: int) -> tuple[Any, Any, torch.Tensor, str]:
-    """The unchanged and the slowed system under test, their inputs, and the case id."""
+             slowdown: float, samples: int, seed: int) -> tuple[Any, Any, Any, torch.Tensor, str, str]:
+    """The unchanged and the slowed system under test, the latency reference served the same
+    way (what the gate pairs with: ``measure/capacity.py``), the inputs, the case id and the
+    reference's key."""
     from resnetbench.build import build_case, load_streams
     from resnetbench.cache import ArtifactCache
     from resnetbench.config import Config
     from resnetbench.environment import set_threads
     from resnetbench.matrix import Case
+    from resnetbench.measure.latency_reference import reference_streams
     from resnetbench.measure.loadgen import StreamSystem
     from resnetbench.tools.slowdown import SlowedRunner, parse_family, pool_busy_wait
 
@@ -62,53 +67,49 @@ def _systems(arch: str, backend: str, family: str, input_size: int, cache_dir: P
     case = Case(arch, dtype, compression, backend, 1)
     cache = ArtifactCache(cache_dir)
     built = build_case(config, case, cache, streams * threads, tune=False)
+    recipe = built.tuning["recipe"]
     set_threads(threads)
-    runners = load_streams(config, case, cache, threads, built.tuning["recipe"], streams)
+    runners = load_streams(config, case, cache, threads, recipe, streams)
+    reference_runners, workload = reference_streams(backend, 1, input_size, streams * threads, cache, dtype,
+                                                    compression, recipe, streams, threads)
     images = torch.randn(samples, 3, input_size, input_size, generator=torch.Generator().manual_seed(seed))
     unchanged = StreamSystem(runners, images)
     # The wait computes in PyTorch with the stream's threads, releasing the GIL: a pure-Python
     # spin holds it, stalls the other streams' calls, and slowed 2 ONNX Runtime streams by
     # 42% for an injected 20% (100 trials here).
     slowed = StreamSystem([SlowedRunner(r, slowdown, pool_busy_wait) for r in runners], images)
-    return unchanged, slowed, images, case.id
+    return unchanged, slowed, StreamSystem(reference_runners, images), images, case.id, workload.key
 
 
-def measure_side(system: Any, samples: int, repeats: int, seconds: float, p99_ms: float | None, logdir: Path,
-                 min_queries: int, estimate_qps: float | None) -> dict[str, Any]:
-    """``repeats`` Offline runs and one Server capacity search of ``system``, as test_scenarios does.
-    LoadGen sizes an Offline query from the expected rate: without ``estimate_qps``, one
-    untimed Offline run measures it first."""
-    from resnetbench.measure.loadgen import SERVER_MIN_QUERIES, find_capacity, run_loadgen, settings_for
+def measure_side(system: Any, reference: Any, samples: int, repeats: int, seconds: float, p99_ms: float | None,
+                 logdir: Path, min_queries: int, estimates: tuple[float, float]) -> dict[str, Any]:
+    """``repeats`` paired Offline runs and one Server capacity search of ``system``, as
+    ``test_scenarios`` measures a case (``measure/capacity.py``)."""
+    from resnetbench.measure.capacity import offline_pairs, server_capacity
 
-    def offline_run(name: str, expected: float) -> float:
-        run = run_loadgen(system, samples, "offline", "performance",
-                          settings_for("offline", "performance", seconds=seconds, min_queries=1, target_qps=expected),
-                          logdir / name, {"target_qps": expected})
-        return float(run.result("samples_per_second") or 0.0)
-
-    expected = estimate_qps or offline_run("offline-estimate", 100.0) or 100.0
-    offline = [offline_run(f"offline-{i}", expected) for i in range(repeats)]
-    if p99_ms is None:
-        return {"offline": offline}
-    counter = iter(range(1_000))
-
-    def run_at(qps: float) -> Any:
-        return run_loadgen(system, samples, "server", "performance",
-                           settings_for("server", "performance", seconds=seconds, min_queries=min_queries,
-                                        target_qps=qps, p99_ms=p99_ms),
-                           logdir / f"server-{next(counter)}", {"target_qps": qps})
-
-    server = find_capacity(run_at, max(0.5 * statistics.median(offline), 0.1),
-                           floor_qps=max(min_queries, SERVER_MIN_QUERIES) / 30.0)
-    return {"offline": offline, "server": {"p99_bound_ms": p99_ms, **server}}
+    side = {"offline": offline_pairs(system, reference, samples, repeats, seconds, estimates, logdir / "offline")}
+    if p99_ms is not None:
+        side["server"] = {"p99_bound_ms": p99_ms, **server_capacity(
+            system, reference, samples, seconds=seconds, min_queries=min_queries, bound_ms=p99_ms,
+            offline_qps=side["offline"]["samples_per_s"], reference_qps=estimates[1], logdir=logdir / "server")}
+    return side
 
 
-def compare_sides(base: dict[str, Any], cur: dict[str, Any], threshold: float) -> dict[str, str]:
-    """The gate's status for Offline and (when measured) Server between two measured sides."""
-    status = {"offline": decide_offline(base["offline"], cur["offline"], threshold)[0]}
-    if "server" in base and "server" in cur:
-        status["server"] = decide_server(base["server"], cur["server"], threshold)[0]
-    return status
+def compare_sides(base: dict[str, Any], cur: dict[str, Any], threshold: float, reference_key: str) -> dict[str, str]:
+    """The gate's status for Offline and (when measured) Server, through ``compare``'s own rules."""
+    def case(side: dict[str, Any]) -> dict[str, Any]:
+        return {"scenarios": {**side, "reference": {"key": reference_key}}}
+
+    checks = capacity_checks(case(base), case(cur), threshold, "gate-check")
+    return {c["name"]: c["status"] for c in checks if c["status"] != "n/a"}
+
+
+def _probe(system: Any, samples: int) -> float:
+    """A first Offline rate, untimed by the check: LoadGen's expected rate for the first runs."""
+    from resnetbench.measure.capacity import offline_rate
+
+    with tempfile.TemporaryDirectory(prefix="resnetbench-probe-") as tmp:
+        return offline_rate(system, samples, 0.3, 100.0, Path(tmp)) or 100.0
 
 
 def summarize(comparisons: list[dict[str, Any]]) -> dict[str, Any]:
@@ -145,11 +146,13 @@ def run_capacity_check(arch: str, backend: str, family: str, input_size: int, tr
                        progress: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
     """Steps 1-3 of the module's doc; returns every side measured, every comparison and the summary."""
     threshold = GateSettings().capacity_threshold if threshold is None else threshold
-    unchanged, slowed, images, case_id = _systems(arch, backend, family, input_size, cache_dir, streams, threads,
-                                                  slowdown, samples, seed)
+    unchanged, slowed, reference, images, case_id, reference_key = _systems(
+        arch, backend, family, input_size, cache_dir, streams, threads, slowdown, samples, seed)
     rng = random.Random(seed)
     sides: list[dict[str, Any]] = []
-    estimates: dict[str, float] = {}  # each system's last Offline median: LoadGen's expected rate for the next
+    # LoadGen sizes an Offline query from the expected rate: each system's last Offline median
+    estimates = {"A": _probe(unchanged, len(images)), "S": _probe(slowed, len(images)),
+                 "R": _probe(reference, len(images))}
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="resnetbench-capacity-check-") as tmp:
@@ -160,24 +163,28 @@ def run_capacity_check(arch: str, backend: str, family: str, input_size: int, tr
                     if which == "S" and trial == trials:
                         continue  # the last trial only needs A, as the A/A partner of the one before
                     system = unchanged if which == "A" else slowed
-                    measured[which] = measure_side(system, len(images), repeats, seconds, p99_ms,
-                                                   Path(tmp) / f"{trial}-{which}", min_queries, estimates.get(which))
-                    estimates[which] = statistics.median(measured[which]["offline"])
+                    measured[which] = measure_side(system, reference, len(images), repeats, seconds, p99_ms,
+                                                   Path(tmp) / f"{trial}-{which}", min_queries,
+                                                   (estimates[which], estimates["R"]))
+                    estimates[which] = measured[which]["offline"]["samples_per_s"] or estimates[which]
                 sides.append(measured)
                 progress(f"trial {trial + 1}/{trials + 1}: " + "; ".join(
-                    f"{w} offline {statistics.median(m['offline']):.0f}/s"
+                    f"{w} offline {m['offline']['samples_per_s'] or 0:.0f}/s"
+                    f" (x{statistics.median(m['offline'].get('ratios') or [0]):.3f} reference)"
                     + (f", server {m['server']['qps'] or 0:.0f} QPS" if "server" in m else "")
                     for w, m in sorted(measured.items())))
     finally:
-        unchanged.close()
-        slowed.close()
+        for system in (unchanged, slowed, reference):
+            system.close()
     comparisons = []
     for i in range(trials):
-        comparisons.append({"kind": "aa", "trial": i, "status": compare_sides(sides[i]["A"], sides[i + 1]["A"], threshold)})
-        comparisons.append({"kind": "slowed", "trial": i, "status": compare_sides(sides[i]["A"], sides[i]["S"], threshold)})
+        for kind, cur in (("aa", sides[i + 1]["A"]), ("slowed", sides[i]["S"])):
+            comparisons.append({"kind": kind, "trial": i,
+                                "status": compare_sides(sides[i]["A"], cur, threshold, reference_key)})
     # what the injected slowdown did to throughput: A's Offline median over S's, per trial
-    ratios = [statistics.median(t["A"]["offline"]) / statistics.median(t["S"]["offline"]) for t in sides if "S" in t]
-    return {"case": case_id, "measured_slowdown": statistics.median(ratios) - 1 if ratios else None, "settings": {"streams": streams, "threads": threads, "slowdown": slowdown,
+    ratios = [t["A"]["offline"]["samples_per_s"] / t["S"]["offline"]["samples_per_s"] for t in sides
+              if "S" in t and t["A"]["offline"]["samples_per_s"] and t["S"]["offline"]["samples_per_s"]]
+    return {"case": case_id, "reference": reference_key, "measured_slowdown": statistics.median(ratios) - 1 if ratios else None, "settings": {"streams": streams, "threads": threads, "slowdown": slowdown,
                                           "repeats": repeats, "seconds": seconds, "p99_ms": p99_ms,
                                           "min_queries": min_queries, "threshold": threshold, "trials": trials,
                                           "samples": len(images), "seed": seed},
