@@ -14,9 +14,9 @@ what to run (``matrices/scenarios.yaml`` runs all three).
   p99 within the same bound) is at least ``C11_WITHIN`` of the best measured alternative's;
   refuted when it is lower, or serves no rate within the bound.
 - **C12 (sparse, §3.1 and §5):** pruning makes CPU inference faster, sparse computation
-  being the guide's "future direction". For each backend, the median latency of a pruned
-  case over its unpruned twin (same architecture, dtype, backend, batch; timed cases, passed
-  or not: accuracy is C12's concern only in the report's other columns). Refuted when no
+  being the guide's "future direction". For each backend, a pruned case's latency over its
+  unpruned twin's (same architecture, dtype, backend, batch; timed cases, passed or not),
+  each relative to the latency reference timed beside it (``_relative_speed``). Refuted when no
   backend runs unstructured pruning at least ``C12_FASTER`` faster; channel pruning's
   ratios are reported beside it (it removes work, so it should be faster).
 """
@@ -118,11 +118,15 @@ def c12_sparse(results: dict[str, Any]) -> dict[str, Any]:
     cases = {(c.get("arch"), c.get("dtype"), c.get("compression"), c.get("backend"), c.get("batch")): c
              for c in results.get("cases", []) if (c.get("latency") or {}).get("median_ms")}
     ratios: dict[str, dict[str, list[float]]] = {UNSTRUCTURED: {}, CHANNELS: {}}
+    unpaired: list[str] = []
     for (arch, dtype, compression, backend, batch), case in cases.items():
         twin = cases.get((arch, dtype, "none", backend, batch))
         if compression in ratios and twin is not None:
-            ratio = case["latency"]["median_ms"] / twin["latency"]["median_ms"]
-            ratios[compression].setdefault(str(backend), []).append(ratio)
+            pruned, dense = _relative_speed(case), _relative_speed(twin)
+            if pruned is None or dense is None:  # raw medians, timed minutes apart
+                pruned, dense = case["latency"]["median_ms"], twin["latency"]["median_ms"]
+                unpaired.append(case["id"])
+            ratios[compression].setdefault(str(backend), []).append(pruned / dense)
     if not ratios[UNSTRUCTURED]:
         return _claim("C12", claim, stated, f"needs {UNSTRUCTURED} cases timed beside their unpruned twins "
                       "(matrices/scenarios.yaml)", "undecided", {})
@@ -135,7 +139,23 @@ def c12_sparse(results: dict[str, Any]) -> dict[str, Any]:
     text = (f"latency pruned / unpruned (median): unstructured {show(UNSTRUCTURED)}; channels {show(CHANNELS)}"
             + (f"; unstructured faster on {', '.join(faster)}" if faster else
                "; no backend runs unstructured sparsity faster"))
-    return _claim("C12", claim, stated, text, "holds" if faster else "refuted", {"ratios": per_backend})
+    if unpaired:
+        text += f"; unpaired (raw medians) for {', '.join(sorted(unpaired))}"
+    return _claim("C12", claim, stated, text, "holds" if faster else "refuted",
+                  {"ratios": per_backend, "unpaired": sorted(unpaired)})
+
+
+def _relative_speed(case: dict[str, Any]) -> float | None:
+    """The median of a case's paired call times over the latency reference's right before each
+    (``measure/latency_reference.py``): the machine's speed of the moment cancels. A pruned case
+    and its twin share the reference (dense ResNet-18 of the same backend and dtype), so the
+    ratio of their relative speeds is their latency ratio; their raw medians, timed minutes
+    apart on a machine whose speed moves 10-20%, are not."""
+    paired = (case.get("latency") or {}).get("paired") or {}
+    case_ms, reference_ms = paired.get("case_ms"), paired.get("reference_ms")
+    if not case_ms or not reference_ms or len(case_ms) != len(reference_ms):
+        return None
+    return statistics.median(c / r for c, r in zip(case_ms, reference_ms, strict=True) if r > 0)
 
 
 RECOMMENDATIONS = {"C10": c10_edge, "C11": c11_cloud, "C12": c12_sparse}

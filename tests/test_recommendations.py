@@ -89,3 +89,16 @@ def test_only_decided_recommendations_go_into_the_reports_claims():
     assert [c["verdict"] for c in judge_all(r)] == ["undecided"] * 3
     assert judge_all(r, decided_only=True) == []
     assert all(c["expected_verdict"] for c in judge_all(r))
+
+
+def test_c12_prefers_the_paired_ratio_over_raw_medians_timed_minutes_apart():
+    def paired(compression: str, median: float, case_ms: float, reference_ms: float) -> dict[str, Any]:
+        c = case("resnet18", "fp32", compression, "onnxruntime", median=median)
+        c["latency"]["paired"] = {"case_ms": [case_ms] * 8, "reference_ms": [reference_ms] * 8}
+        return c
+
+    # the pruned case was timed while the machine ran 1.5x faster: raw 0.67x, paired 1.00x
+    r = results(paired("none", 0.9, 0.9, 0.9), paired("prune-l1-unstructured", 0.6, 0.6, 0.6))
+    c = c12_sparse(r)
+    assert c["details"]["ratios"]["prune-l1-unstructured"] == {"onnxruntime": 1.0}
+    assert c["verdict"] == "refuted" and "unpaired" not in c["measured"]
