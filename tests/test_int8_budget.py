@@ -35,6 +35,18 @@ def test_the_size_formula_counts_reverted_layers_in_fp32():
         int8_formula(inv, layout, ["layer9.conv"])
 
 
+def test_per_tensor_budgets_are_sized_with_one_scale_per_layer():
+    from resnetbench.backends.onnxruntime import OnnxRuntimeBackend
+
+    inv = inventory(resnet18())
+    backend = OnnxRuntimeBackend()
+    per_channel = backend.size_formula(inv, "int8", "int8-static-budget", ["fc"]).total_bytes
+    per_tensor = backend.size_formula(inv, "int8", "int8-static-budget", ["fc"], per_channel=False)
+    channels = sum(out for _, out, _ in inv.conv)  # fc is float in both
+    assert per_channel - per_tensor.total_bytes == (channels - len(inv.conv)) * (4 + 1)
+    assert "one weight scale per tensor" in per_tensor.extra_detail
+
+
 def test_validation_images_are_neither_evaluation_nor_calibration_images():
     val = data.validation_set({"name": "digits", "samples": 180}, 16, 300)
     test = data.digits(16, "test")

@@ -10,6 +10,7 @@ formula), and the libraries its results depend on (``requires``). Nothing outsid
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import time
@@ -156,15 +157,20 @@ class Backend:
         raise NotImplementedError(f"{self.name} declares no int8 storage layout for {scheme}")
 
     def size_formula(self, inv: Inventory, dtype: str, scheme: str | None,
-                     float_layers: Collection[str] = ()) -> SizeFormula:
+                     float_layers: Collection[str] = (), per_channel: bool | None = None) -> SizeFormula:
         """The closed-form bytes of this backend's artifact (what the size test expects).
 
         Default: parameters at the dtype with BatchNorm kept, as state_dicts, ONNX and
-        OpenVINO IR store them; int8 (``scheme`` set) through ``int8_layout``. A converter
+        OpenVINO IR store them; int8 (``scheme`` set) through ``int8_layout``, with
+        ``float_layers`` in fp32 and ``per_channel`` overriding the layout's (int8-budget). A converter
         that folds BatchNorm away overrides this with ``backends.size.folded_formula``.
         """
         if scheme is not None:
-            return int8_formula(inv, self.int8_layout(scheme), float_layers)
+            layout = self.int8_layout(scheme)
+            if per_channel is not None and per_channel != layout.per_channel:  # int8-budget's per_channel: false
+                layout = dataclasses.replace(layout, per_channel=per_channel,
+                                             description=f"{layout.description}; one weight scale per tensor")
+            return int8_formula(inv, layout, float_layers)
         return float_formula(inv, dtype)
 
     def slow_reason(self, case: Case, allow_slow: bool = False) -> str | None:

@@ -96,7 +96,8 @@ class CoreMLBackend(Backend):
         return INT8_WEIGHTS
 
     def size_formula(self, inv: Inventory, dtype: str, scheme: str | None,
-                     float_layers: Collection[str] = ()) -> SizeFormula:  # no int8-budget path: none
+                     float_layers: Collection[str] = (),
+                     per_channel: bool | None = None) -> SizeFormula:  # no int8-budget path: both unused
         if scheme is not None:
             return super().size_formula(inv, dtype, scheme)
         return folded_formula(inv, dtype, dtype, f"Core ML ML Program: {dtype} weights and biases, BN folded")

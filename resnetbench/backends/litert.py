@@ -210,7 +210,8 @@ class LiteRTBackend(Backend):
         return LAYOUTS[scheme]
 
     def size_formula(self, inv: Inventory, dtype: str, scheme: str | None,
-                     float_layers: Collection[str] = ()) -> SizeFormula:  # no int8-budget path: none
+                     float_layers: Collection[str] = (),
+                     per_channel: bool | None = None) -> SizeFormula:  # no int8-budget path: both unused
         if scheme is not None:
             return super().size_formula(inv, dtype, scheme)
         return folded_formula(inv, dtype, "fp32", f"TFLite flatbuffer: {dtype} conv/fc weights, fp32 biases, BN folded")

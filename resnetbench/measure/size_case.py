@@ -23,8 +23,9 @@ class SizeMeasurement:
 def measure_size(case: Any, built: Any) -> SizeMeasurement:
     inv = built.inventory
     scheme = built.method.quantization if case.dtype == "int8" else None
-    reverted = (built.meta.get("budget") or {}).get("reverted_layers", ())  # int8-budget's float layers
-    formula = built.backend.size_formula(inv, case.dtype, scheme, reverted)
+    budget = built.meta.get("budget") or {}  # int8-budget: its float layers and its weight scales
+    formula = built.backend.size_formula(inv, case.dtype, scheme, budget.get("reverted_layers", ()),
+                                         budget.get("per_channel"))
     rec = size_record(inv, formula, built.files, case.size_tolerance)
     spec = SPECS.get(case.arch)
     failure = None
