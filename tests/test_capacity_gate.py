@@ -130,18 +130,18 @@ def test_capacity_check_runs_real_loadgen_on_a_tiny_case(tmp_path):
     pytest.importorskip("mlperf_loadgen")
     from resnetbench.tools.capacitycheck import format_summary, run_capacity_check
 
-    result = run_capacity_check("resnet18", "onnxruntime", "fp32", 32, 2, cache_dir=tmp_path, repeats=2,
+    result = run_capacity_check("resnet18", "onnxruntime", "fp32", 32, 1, cache_dir=tmp_path, repeats=2,
                                 seconds=0.2, p99_ms=50.0, samples=16)
-    assert len(result["sides"]) == 3 and "S" not in result["sides"][-1]
+    assert len(result["sides"]) == 2 and "S" not in result["sides"][-1]
     assert all(len(side["offline"]["ratios"]) == 2 and side["server"]["runs"] and side["server"]["normalized"]
                for t in result["sides"] for side in t.values())
-    assert {c["kind"] for c in result["comparisons"]} == {"aa", "slowed"} and len(result["comparisons"]) == 4
+    assert {c["kind"] for c in result["comparisons"]} == {"aa", "slowed"} and len(result["comparisons"]) == 2
     assert all(set(c["status"]) == {"offline", "server"} for c in result["comparisons"])
     # how much slower the slowed system measured is recorded, not judged here: this test runs
     # beside others (the 100-trial figures are in docs/results/2026-12-06-capacity-gate.md)
     assert result["measured_slowdown"] is not None
     text = format_summary(result)
-    assert "2 trials" in text and "need 100 each" in text  # two trials can never meet the targets
+    assert "1 trials" in text and "need 100 each" in text  # one trial can never meet the targets
 
 
 def _paired(raw: list[float], ratios: list[float], key: str = "onnxruntime/fp32/none/b1/32/default",

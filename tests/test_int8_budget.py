@@ -168,7 +168,6 @@ matrix:
     - {{arch: resnet18, dtype: fp32, compression: none, backend: onnxruntime}}
     - {{arch: resnet18, dtype: int8, compression: static, backend: onnxruntime}}
     - {{arch: resnet18, dtype: int8, compression: int8-budget, backend: onnxruntime}}
-    - {{arch: resnet18, dtype: int8, compression: int8-budget, backend: openvino}}
 weights: {{source: train, dataset: digits, epochs: 2}}
 dataset: {{name: digits, samples: 180}}
 input_size: 32
@@ -182,7 +181,7 @@ claims: false
 
 
 @pytest.mark.slow
-def test_int8_budget_runs_end_to_end_on_onnx_runtime_and_openvino(run_matrix):
+def test_int8_budget_runs_end_to_end(run_matrix):
     result, results = run_matrix(BUDGET_MATRIX.format(max_drop=MAX_DROP), "-m", "size or accuracy")
     out = result.stdout.str()
     assert results is not None, out[-3000:]
@@ -206,9 +205,7 @@ def test_int8_budget_runs_end_to_end_on_onnx_runtime_and_openvino(run_matrix):
     assert onnx["size"]["artifact_bytes"] >= static["size"]["artifact_bytes"]
     # the accuracy test measures the drop on the evaluation images the search never saw
     assert onnx["accuracy"]["task"]["n"] == 180
-    # OpenVINO runs the same budgeted QDQ model
-    ov = cases["resnet18-int8-int8-budget-openvino-b1"]
-    assert ov["compression_info"]["budget"]["reverted_layers"] == budget["reverted_layers"]
+    # (OpenVINO converts the same budgeted QDQ model: matrices/scenarios.yaml runs it, docs/results)
     assert "Traceback" not in out
 
 
