@@ -129,9 +129,9 @@ def _measure(case: Any, asked: Any, images: Any, expected: Any, system: Any, ref
                                            target_qps=estimate),
                               logs / f"sweep-{split.streams}x{split.threads}", {"target_qps": estimate})
         swept.append((split, run))
-    record["splits"] = [{**split.to_dict(), "offline_samples_per_s": _throughput(run), "estimate_qps": run.asked["target_qps"]}
+    record["splits"] = [{**split.to_dict(), "offline_samples_per_s": throughput(run), "estimate_qps": run.asked["target_qps"]}
                         for split, run in swept]
-    kept, kept_run = max(swept, key=lambda sr: _throughput(sr[1]) or 0.0)
+    kept, kept_run = max(swept, key=lambda sr: throughput(sr[1]) or 0.0)
     record["kept"] = {**kept.to_dict(), "how": "the most Offline samples/s of the splits swept" if len(swept) > 1
                       else "the only split tried (sweep: false, or one thread)"}
 
@@ -151,7 +151,7 @@ def _measure(case: Any, asked: Any, images: Any, expected: Any, system: Any, ref
                                   logs / scenario, {"target_qps": None})
                 record[scenario] = run.summary()
         if asked.offline is not None or asked.server is not None:
-            kept_rate = _throughput(kept_run) or kept_run.asked["target_qps"]
+            kept_rate = throughput(kept_run) or kept_run.asked["target_qps"]
             with reference_system(kept) as (ref_served, workload):
                 ref_rate = _estimate_qps(ref_served, kept, images)
                 record["reference"] = {"key": workload.key, "description": workload.description}
@@ -174,10 +174,10 @@ def _measure(case: Any, asked: Any, images: Any, expected: Any, system: Any, ref
                 record["server"]["compared"] = {
                     "split": split.to_dict(),
                     **server_capacity(served, None, samples, seconds=asked.seconds, min_queries=asked.min_queries,
-                                      bound_ms=record["server"]["p99_bound_ms"], offline_qps=_throughput(run),
+                                      bound_ms=record["server"]["p99_bound_ms"], offline_qps=throughput(run),
                                       reference_qps=None, logdir=logs / "server-compared")}
     record["seconds_total"] = round(time.perf_counter() - start, 2)
-    notes = [f"LoadGen: kept {kept.label} ({_fmt(_throughput(kept_run))} samples/s Offline)"
+    notes = [f"LoadGen: kept {kept.label} ({_fmt(throughput(kept_run))} samples/s Offline)"
              + (f"; Server {_fmt(record['capacity_qps'])} QPS within p99 {record['server']['p99_bound_ms']:g} ms"
                 if "server" in record else "")]
     failure = None
@@ -191,7 +191,7 @@ def _measure(case: Any, asked: Any, images: Any, expected: Any, system: Any, ref
 def _best_other_side(swept: list[tuple[Split, LoadGenRun]], kept: Split) -> tuple[Split, LoadGenRun] | None:
     """The fastest split with one stream if ``kept`` has several, else the fastest with several."""
     others = [(s, r) for s, r in swept if (s.streams > 1) != (kept.streams > 1)]
-    return max(others, key=lambda sr: _throughput(sr[1]) or 0.0) if others else None
+    return max(others, key=lambda sr: throughput(sr[1]) or 0.0) if others else None
 
 
 def _estimate_qps(served: StreamSystem, split: Split, images: Any) -> float:
@@ -205,10 +205,6 @@ def _estimate_qps(served: StreamSystem, split: Split, images: Any) -> float:
         runner.to_logits(runner.run(runner.prepare(x)))
         seconds.append(time.perf_counter() - t)
     return split.streams * split.batch / max(statistics.median(seconds[1:]), 1e-6)
-
-
-def _throughput(run: LoadGenRun) -> float | None:
-    return throughput(run)
 
 
 def _loadgen_version(lg: Any) -> str:
