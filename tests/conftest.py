@@ -48,13 +48,37 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(DurationRecorder(Path(store)), "resnetbench-test-durations")
 
 
+def _stored_costs(items: list[pytest.Item]) -> dict[str, float]:
+    """Each test's stored duration (tests/durations.json); the median of the stored ones when it has none."""
+    stored = json.loads(DURATIONS.read_text(encoding="utf-8")) if DURATIONS.exists() else {}
+    typical = sorted(stored.values())[len(stored) // 2] if stored else 1.0
+    return {item.nodeid: stored.get(item.nodeid, typical) for item in items}
+
+
+def heaviest_files_first(items: list[pytest.Item], cost: dict[str, float]) -> list[pytest.Item]:
+    """The items with their files ordered by stored cost, most expensive first, each file's own
+    order kept. pytest-xdist's ``--dist loadfile`` hands out files in collection order (with
+    ``--no-loadscope-reorder``; its default orders them by test count, which put the files of a
+    few long end-to-end tests last and left one worker running them alone at the end): the
+    longest-first order is the classic greedy schedule that keeps that tail short."""
+    per_file: dict[str, float] = {}
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        per_file[path] = per_file.get(path, 0.0) + cost[item.nodeid]
+    return sorted(items, key=lambda item: -per_file[item.nodeid.split("::", 1)[0]])  # stable: keeps each file's order
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``--test-shard K/N``: keeps shard K's tests. Each test costs its
     stored duration (the median of the stored ones when it has none); shards are dealt most
     expensive first, each test to the least loaded shard (resnetbench.shard.assign, the matrix's
-    own balancing)."""
+    own balancing). Under pytest-xdist the files run heaviest first (``heaviest_files_first``)."""
+    if config.getoption("matrix", None):
+        return
+    if getattr(config.option, "dist", "no") != "no" or hasattr(config, "workerinput"):
+        items[:] = heaviest_files_first(items, _stored_costs(items))
     text = config.getoption("test_shard")
-    if not text or config.getoption("matrix", None):
+    if not text:
         return
     from resnetbench.shard import assign, parse_shard
 
@@ -62,9 +86,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         k, n = parse_shard(text)
     except ValueError as exc:
         raise pytest.UsageError(f"--test-shard: {exc}") from None
-    stored = json.loads(DURATIONS.read_text(encoding="utf-8")) if DURATIONS.exists() else {}
-    typical = sorted(stored.values())[len(stored) // 2] if stored else 1.0
-    shard_of = assign({item.nodeid: stored.get(item.nodeid, typical) for item in items}, n)
+    shard_of = assign(_stored_costs(items), n)
     keep = [item for item in items if shard_of[item.nodeid] == k - 1]
     config.hook.pytest_deselected(items=[item for item in items if shard_of[item.nodeid] != k - 1])
     items[:] = keep

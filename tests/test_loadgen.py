@@ -218,6 +218,7 @@ scenarios:
   singlestream: {}
   server: {p99_ms: 50}
   seconds: 0.3
+  min_queries: 460  # the fewest from which LoadGen's early stopping can prove a p99 (default 600)
   repeats: 3
   cases: ["resnet18-fp32-*"]
 """

@@ -147,3 +147,17 @@ def test_a_shard_with_no_cases_passes_and_records_its_shard(run_matrix):
     assert result.ret == 0, result.stdout.str()[-2000:]
     assert "INTERNALERROR" not in result.stdout.str()
     assert data["cases"] == [] and data["shard"] == "3/3" and len(data["matrix_cases"]) == 2
+
+
+def test_own_suite_under_xdist_runs_its_heaviest_files_first():
+    from types import SimpleNamespace
+
+    from conftest import heaviest_files_first
+
+    ids = ["tests/a.py::x", "tests/a.py::y", "tests/b.py::z", "tests/c.py::w", "tests/c.py::v"]
+    items = [SimpleNamespace(nodeid=i) for i in ids]
+    cost = {"tests/a.py::x": 1.0, "tests/a.py::y": 2.0, "tests/b.py::z": 90.0, "tests/c.py::w": 5.0,
+            "tests/c.py::v": 0.5}
+    ordered = [i.nodeid for i in heaviest_files_first(items, cost)]  # type: ignore[arg-type]
+    # b (90 s) before c (5.5 s) before a (3 s); a file's own tests keep their order
+    assert ordered == ["tests/b.py::z", "tests/c.py::w", "tests/c.py::v", "tests/a.py::x", "tests/a.py::y"]
