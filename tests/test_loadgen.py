@@ -216,6 +216,7 @@ tuning: {enabled: false}
 scenarios:
   offline: {}
   singlestream: {}
+  multistream: {}
   server: {p99_ms: 50}
   seconds: 0.3
   min_queries: 460  # the fewest from which LoadGen's early stopping can prove a p99 (default 600)
@@ -245,6 +246,10 @@ def test_the_scenarios_run_through_loadgen_for_each_case(run_matrix: Any) -> Non
         assert (rec["kept"]["streams"], rec["kept"]["threads"]) == (best["streams"], best["threads"])
         assert rec["accuracy"] == {"verdict": "passed", "reason": "", "responses": 16, "samples": 16}
         assert rec["offline"]["samples_per_s"] > 0 and rec["singlestream"]["p90_ms"] > 0
+        # MultiStream: queries of 8 samples, each answered as a whole; its p99 is a query's
+        multi = rec["multistream"]
+        assert multi["scenario"] == "multistream" and multi["queries"] >= 460 and multi["errors"] == 0, multi
+        assert multi["p99_ms"] >= multi["p50_ms"] > rec["singlestream"]["p50_ms"], (multi, rec["singlestream"])
         server = rec["server"]
         assert server["p99_bound_ms"] == 50 and server["qps"] > 0 and server["p99_ms"] <= 50
         assert rec["capacity_qps"] == server["qps"]
