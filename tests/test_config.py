@@ -526,3 +526,13 @@ def test_backend_settings_as_matrices_wrote_them_before_still_load(tmp_path: Pat
     path.write_text(BACKEND_SETTINGS + "compression_settings: {none: {performance_hint: THROUGHPUT}}\n")
     cases = {c.id: c for c in expand(load_config(path))}
     assert cases["resnet18-fp32-none-openvino-b1"].settings == {"performance_hint": "THROUGHPUT"}
+
+
+def test_a_key_with_a_newline_is_named_on_one_line(tmp_path: Path) -> None:
+    # found by tests/test_properties.py's generated documents: the error spanned two lines
+    path = tmp_path / "m.yaml"
+    path.write_text('matrix:\n  arch: [resnet18]\n  "\\n": .inf\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "\n" not in message and f"{path}:3:" in message and "'\\n'" in message, message

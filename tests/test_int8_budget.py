@@ -202,7 +202,10 @@ def test_int8_budget_runs_end_to_end(run_matrix):
     # the artifact, with its float layers, matches the size formula that counts them in fp32
     assert onnx["tests"]["size"] == "passed" and onnx["size"]["within_tolerance"], onnx["size"]
     static = cases["resnet18-int8-static-onnxruntime-b1"]
-    assert onnx["size"]["artifact_bytes"] >= static["size"]["artifact_bytes"]
+    if not budget["reverted_layers"]:
+        # nothing reverted: full per-tensor int8, one scale a layer where static (per-channel) keeps
+        # one an output channel, so it is smaller (11,281,788 vs 11,344,991 bytes here)
+        assert onnx["size"]["artifact_bytes"] < static["size"]["artifact_bytes"]
     # the accuracy test measures the drop on the evaluation images the search never saw
     assert onnx["accuracy"]["task"]["n"] == 180
     # (OpenVINO converts the same budgeted QDQ model: matrices/scenarios.yaml runs it, docs/results)
