@@ -65,8 +65,13 @@ def test_memory_and_cold_start_are_measured_and_gated(pytester: Any, run_matrix:
 
     _, again = run_matrix(MATRIX, "-m", "deployment")
     for record in compare_results(base, again):
-        for name in ("load_peak_mb", "inference_peak_mb", "cold_start_s"):
+        for name in ("load_peak_mb", "inference_peak_mb"):
             assert _checks(record)[name]["status"] == "ok", (record["id"], _checks(record)[name])
+        # A cold start is a wall clock of fresh processes (imports, page cache): an unchanged
+        # system read 4.37 s then 5.98 s (medians of 3) in a fresh-clone run. The fail-closed gate
+        # may call that undecided; it must never call it a regression (tests/FLAKES.md).
+        cold = _checks(record)["cold_start_s"]
+        assert cold["status"] in ("ok", "inconclusive"), (record["id"], cold)
 
     monkeypatch.setenv("RESNETBENCH_DEPLOYMENT_AFTER_LOAD", "inject:allocate_200mb")
     _, damaged = run_matrix(MATRIX, "-m", "deployment")
