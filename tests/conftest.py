@@ -59,9 +59,9 @@ def _stored_costs(items: list[pytest.Item]) -> dict[str, float]:
 def heaviest_files_first(items: list[pytest.Item], cost: dict[str, float]) -> list[pytest.Item]:
     """The items with their files ordered by stored cost, most expensive first, each file's own
     order kept. pytest-xdist's ``--dist loadfile`` hands out files in collection order (with
-    ``--no-loadscope-reorder``; its default orders them by test count, which put the files of a
-    few long end-to-end tests last and left one worker running them alone at the end): the
-    longest-first order is the classic greedy schedule that keeps that tail short."""
+    ``--no-loadscope-reorder``; its default orders them by test count, which hands the files of
+    a few long end-to-end tests out last): the longest-first order is the classic greedy
+    schedule that keeps the tail short. Its own gain was not measured apart from the pinning's."""
     per_file: dict[str, float] = {}
     for item in items:
         path = item.nodeid.split("::", 1)[0]
