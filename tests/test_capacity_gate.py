@@ -68,6 +68,36 @@ def test_server_capacity_is_regressed_only_when_the_brackets_separate(base, cur,
     assert decide_server(base, cur, 0.10)[0] == status
 
 
+def _crossing(server: dict[str, Any], crossing: float) -> dict[str, Any]:
+    return {**server, "crossing_qps": crossing}
+
+
+@pytest.mark.parametrize(("base", "cur", "status"), [
+    # the VALID rates say -15% (an A/A search that stopped low), the crossings -2%: ok
+    (_crossing(_server(100.0, 105.0), 102.0), _crossing(_server(85.0, 95.0), 100.0), "ok"),
+    # the VALID rates say -2%, the crossings -15%: blocks, brackets overlap
+    (_crossing(_server(100.0, 105.0), 104.0), _crossing(_server(98.0, 102.0), 88.0), "inconclusive"),
+    (_crossing(_server(100.0, 105.0), 103.0), _crossing(_server(80.0, 84.0), 82.0), "regressed"),
+    # one side without a crossing (an older record): the VALID rates decide
+    (_server(100.0, 105.0), _crossing(_server(85.0, 95.0), 100.0), "inconclusive"),
+])
+def test_server_capacity_decides_on_the_crossing_when_both_sides_have_one(base, cur, status):
+    assert decide_server(base, cur, 0.10)[0] == status
+
+
+@pytest.mark.parametrize(("runs", "expected"), [
+    ([(50, 5.0), (100, 30.0), (75, 8.0), (88, 20.0)], 81.5),            # a clean search: between 75 and 88
+    ([(50, 5.0), (80, 40.0), (90, 9.0), (95, 11.0), (100, 30.0)], 97.5),  # one paused run at 80 is outvoted
+    ([(50, 5.0), (100, 5.0)], 100.0),                                  # never over: at least the highest rate
+    ([(50, 30.0), (25, None)], None),                                   # never within (no p99 counts as over)
+    ([(100, 20.0), (100, 10.0), (50, 5.0)], 100.0),                    # the same rate, once each side
+])
+def test_the_crossing_is_the_cut_with_the_fewest_runs_on_the_wrong_side(runs, expected):
+    from resnetbench.measure.capacity import crossing_rate
+
+    assert crossing_rate(runs, 15.0) == expected
+
+
 def test_the_capacity_gate_blocks_through_compare_and_fails_closed():
     base = _results(BASE_RUNS, _server(100.0, 105.0))
     assert _decide(base, _results([802.0, 790.0, 815.0, 799.0, 806.0], _server(98.0, 102.0)))["decision"] == "unchanged"

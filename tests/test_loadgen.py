@@ -135,6 +135,14 @@ def test_capacity_is_the_highest_valid_qps_within_the_precision(start: float) ->
     assert all(r["valid"] == (r["target_qps"] <= 137.0) for r in result["runs"])
 
 
+def test_doubling_stops_at_the_ceiling_once() -> None:
+    capped = find_capacity(lambda qps: fake_run(qps, qps <= 137.0), 100.0, ceiling_qps=150.0)
+    assert max(r["target_qps"] for r in capped["runs"]) == 150.0 and 130.0 <= capped["qps"] <= 137.0
+    # a system faster than the ceiling passes there and the search doubles on
+    above = find_capacity(lambda qps: fake_run(qps, qps <= 400.0), 100.0, ceiling_qps=150.0)
+    assert [r["target_qps"] for r in above["runs"]][:3] == [100.0, 150.0, 300.0] and 380.0 <= above["qps"] <= 400.0
+
+
 def test_no_valid_run_is_no_capacity_not_zero() -> None:
     result = find_capacity(lambda qps: fake_run(qps, False), 100.0)
     assert result["qps"] is None and result["p99_ms"] is None
@@ -253,7 +261,7 @@ def test_the_scenarios_run_through_loadgen_for_each_case(run_matrix: Any) -> Non
         server = rec["server"]
         assert server["p99_bound_ms"] == 50 and server["qps"] > 0 and server["p99_ms"] <= 50
         assert rec["capacity_qps"] == server["qps"]
-        valid = [r for r in server["runs"] if r["valid"]]
+        valid = [r for r in server["runs"] if r["valid"] and not r.get("refine")]  # the search's own runs
         assert max(r["target_qps"] for r in valid) == pytest.approx(server["qps"], rel=1e-3)
         assert all(r["queries"] >= 460 for r in server["runs"])
         # the other side of one-stream/multi-stream, for the comparison
@@ -265,7 +273,9 @@ def test_the_scenarios_run_through_loadgen_for_each_case(run_matrix: Any) -> Non
         assert len(offline["runs_samples_per_s"]) == len(offline["reference_samples_per_s"]) == 3
         assert offline["ratios"] == pytest.approx([c / r for c, r in zip(offline["runs_samples_per_s"],
                                                                        offline["reference_samples_per_s"], strict=True)])
-        assert len(server["reference_samples_per_s"]) == len(server["runs"]) and server["normalized"]["qps"] > 0
+        # a reference run before the first Server run and one after each
+        assert len(server["reference_samples_per_s"]) == len(server["runs"]) + 1 and server["normalized"]["qps"] > 0
+        assert server["normalized"]["crossing_qps"] > 0 and sum(r.get("refine", False) for r in server["runs"]) == 6
     # the run against itself: the capacity gate compares the paired figures and passes
     for record in compare_results(data, data):
         checks = {c["name"]: c for c in record["checks"]}

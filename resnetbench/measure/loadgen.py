@@ -314,8 +314,16 @@ def _few(items: list[int]) -> str:
     return ", ".join(map(str, items[:6])) + (" ..." if len(items) > 6 else "")
 
 
+def server_run_record(run: LoadGenRun) -> dict[str, Any]:
+    """What a capacity search keeps of one Server run."""
+    return {"target_qps": round(run.asked["target_qps"], 3), "valid": run.valid, "p99_ms": run.percentile_ms(99.0),
+            "queries": run.result("query_count"), "seconds": round(run.seconds, 2),
+            **({"why": run.result("invalid_reason") or run.early_stopping} if not run.valid else {})}
+
+
 def find_capacity(run_at: Callable[[float], LoadGenRun], start_qps: float, *, precision: float = 0.05,
-                  max_runs: int = 20, floor_qps: float = 0.0, confirm_failures: bool = True) -> dict[str, Any]:
+                  max_runs: int = 20, floor_qps: float = 0.0, ceiling_qps: float | None = None,
+                  confirm_failures: bool = True) -> dict[str, Any]:
     """The highest Server QPS whose run LoadGen calls VALID (p99 within the bound, early stopping
     met), searched as LoadGen's FindPeakPerformance does: double the target until a run fails,
     then bisect until the bracket is within ``precision`` of its top. It never asks for less
@@ -325,6 +333,11 @@ def find_capacity(run_at: Callable[[float], LoadGenRun], start_qps: float, *, pr
     proves a p99 only with almost no query over the bound, so one pause of the machine fails
     a run, and unconfirmed the search stopped 20% low in one of three A/A searches here
     (``gate-check --capacity``). A slower system fails both runs.
+
+    Doubling stops once at ``ceiling_qps`` (the caller's Offline throughput and some): a server
+    under a bound serves no more than an unbounded batch does, and each doubling past it ran
+    an overloaded system, twice, which half the searches of ``gate-check --capacity`` did
+    (5 of their 9 s). A run that passes at the ceiling doubles on from it.
 
     Fails closed: with no valid run at all, the capacity is None (not 0, not the start).
     """
@@ -346,7 +359,7 @@ def find_capacity(run_at: Callable[[float], LoadGenRun], start_qps: float, *, pr
             low = qps
             if high is not None:
                 break
-            qps *= 2
+            qps = min(qps * 2, ceiling_qps) if ceiling_qps is not None and qps < ceiling_qps else qps * 2
         else:
             high = qps
             if low is not None:
@@ -362,9 +375,7 @@ def find_capacity(run_at: Callable[[float], LoadGenRun], start_qps: float, *, pr
     return {
         "qps": low, "p99_ms": best.percentile_ms(99.0) if best else None,
         "bracket": [low, high], "precision": precision,
-        "runs": [{"target_qps": round(r.asked["target_qps"], 3), "valid": r.valid, "p99_ms": r.percentile_ms(99.0),
-                  "queries": r.result("query_count"), "seconds": round(r.seconds, 2),
-                  **({"why": r.result("invalid_reason") or r.early_stopping} if not r.valid else {})} for r in runs],
+        "runs": [server_run_record(r) for r in runs],
         "seconds": round(sum(r.seconds for r in runs), 2),
         "reason": None if low is not None else (
             f"no valid Server run in {len(runs)} tries, down to {min(r.asked['target_qps'] for r in runs):.3g} QPS"

@@ -32,7 +32,7 @@ from resnetbench import quiet
 from resnetbench.build import load_streams
 from resnetbench.environment import set_threads
 from resnetbench.measure.accuracy_reference import reference_for
-from resnetbench.measure.capacity import offline_pairs, server_capacity, throughput
+from resnetbench.measure.capacity import DEFAULT_REFINE_RUNS, offline_pairs, server_capacity, throughput
 from resnetbench.measure.latency_reference import reference_streams
 from resnetbench.measure.loadgen import (
     DEFAULT_SERVER_P99_MS,
@@ -164,7 +164,9 @@ def _measure(case: Any, asked: Any, images: Any, expected: Any, system: Any, ref
                                         **server_capacity(served, ref_served, samples, seconds=asked.seconds,
                                                           min_queries=asked.min_queries, bound_ms=bound,
                                                           offline_qps=kept_rate, reference_qps=ref_rate,
-                                                          logdir=logs / "server")}
+                                                          logdir=logs / "server",
+                                                          refine_runs=int(asked.server.get("refine_runs",
+                                                                                           DEFAULT_REFINE_RUNS)))}
                     record["capacity_qps"] = record["server"]["qps"]
     if asked.server is not None:
         other = _best_other_side(swept, kept)

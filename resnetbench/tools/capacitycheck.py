@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from resnetbench.compare.capacity import capacity_checks
+from resnetbench.measure.capacity import DEFAULT_REFINE_RUNS
 from resnetbench.settings import GateSettings
 
 CAPACITY_TARGETS: dict[str, float] = {"false_alarm_rate_max": 0.01, "detection_rate_min": 0.95}
@@ -82,7 +83,7 @@ def _systems(arch: str, backend: str, family: str, input_size: int, cache_dir: P
 
 
 def measure_side(system: Any, reference: Any, samples: int, repeats: int, seconds: float, p99_ms: float | None,
-                 logdir: Path, min_queries: int, estimates: tuple[float, float]) -> dict[str, Any]:
+                 logdir: Path, min_queries: int, estimates: tuple[float, float], refine_runs: int = 0) -> dict[str, Any]:
     """``repeats`` paired Offline runs and one Server capacity search of ``system``, as
     ``test_scenarios`` measures a case (``measure/capacity.py``)."""
     from resnetbench.measure.capacity import offline_pairs, server_capacity
@@ -91,17 +92,19 @@ def measure_side(system: Any, reference: Any, samples: int, repeats: int, second
     if p99_ms is not None:
         side["server"] = {"p99_bound_ms": p99_ms, **server_capacity(
             system, reference, samples, seconds=seconds, min_queries=min_queries, bound_ms=p99_ms,
-            offline_qps=side["offline"]["samples_per_s"], reference_qps=estimates[1], logdir=logdir / "server")}
+            offline_qps=side["offline"]["samples_per_s"], reference_qps=estimates[1], logdir=logdir / "server",
+            refine_runs=refine_runs)}
     return side
 
 
-def compare_sides(base: dict[str, Any], cur: dict[str, Any], threshold: float, reference_key: str) -> dict[str, str]:
+def compare_sides(base: dict[str, Any], cur: dict[str, Any], threshold: float, reference_key: str,
+                  quantities: tuple[str, ...] = QUANTITIES) -> dict[str, str]:
     """The gate's status for Offline and (when measured) Server, through ``compare``'s own rules."""
     def case(side: dict[str, Any]) -> dict[str, Any]:
         return {"scenarios": {**side, "reference": {"key": reference_key}}}
 
     checks = capacity_checks(case(base), case(cur), threshold, "gate-check")
-    return {c["name"]: c["status"] for c in checks if c["status"] != "n/a"}
+    return {c["name"]: c["status"] for c in checks if c["status"] != "n/a" and c["name"] in quantities}
 
 
 def _probe(system: Any, samples: int) -> float:
@@ -142,10 +145,14 @@ def summarize(comparisons: list[dict[str, Any]]) -> dict[str, Any]:
 def run_capacity_check(arch: str, backend: str, family: str, input_size: int, trials: int, *, cache_dir: Path,
                        streams: int = 2, threads: int = 1, slowdown: float = 0.20, repeats: int = 5,
                        seconds: float = 0.5, p99_ms: float | None = 15.0, min_queries: int = 460, samples: int = 64,
-                       threshold: float | None = None, seed: int = 0,
+                       threshold: float | None = None, seed: int = 0, offline: bool = True,
+                       refine_runs: int = DEFAULT_REFINE_RUNS,
                        progress: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
-    """Steps 1-3 of the module's doc; returns every side measured, every comparison and the summary."""
+    """Steps 1-3 of the module's doc; returns every side measured, every comparison and the summary.
+    ``offline=False`` (Server only): one Offline pair per side, to start the search, not compared."""
     threshold = GateSettings().capacity_threshold if threshold is None else threshold
+    repeats = repeats if offline else 1
+    quantities = QUANTITIES if offline else ("server",)
     unchanged, slowed, reference, images, case_id, reference_key = _systems(
         arch, backend, family, input_size, cache_dir, streams, threads, slowdown, samples, seed)
     rng = random.Random(seed)
@@ -165,13 +172,15 @@ def run_capacity_check(arch: str, backend: str, family: str, input_size: int, tr
                     system = unchanged if which == "A" else slowed
                     measured[which] = measure_side(system, reference, len(images), repeats, seconds, p99_ms,
                                                    Path(tmp) / f"{trial}-{which}", min_queries,
-                                                   (estimates[which], estimates["R"]))
+                                                   (estimates[which], estimates["R"]), refine_runs)
                     estimates[which] = measured[which]["offline"]["samples_per_s"] or estimates[which]
                 sides.append(measured)
                 progress(f"trial {trial + 1}/{trials + 1}: " + "; ".join(
                     f"{w} offline {m['offline']['samples_per_s'] or 0:.0f}/s"
                     f" (x{statistics.median(m['offline'].get('ratios') or [0]):.3f} reference)"
-                    + (f", server {m['server']['qps'] or 0:.0f} QPS" if "server" in m else "")
+                    + (f", server {m['server']['qps'] or 0:.0f} QPS (crossing x"
+                       f"{(m['server'].get('normalized') or {}).get('crossing_qps') or 0:.3f} reference)"
+                       if "server" in m else "")
                     for w, m in sorted(measured.items())))
     finally:
         for system in (unchanged, slowed, reference):
@@ -180,12 +189,12 @@ def run_capacity_check(arch: str, backend: str, family: str, input_size: int, tr
     for i in range(trials):
         for kind, cur in (("aa", sides[i + 1]["A"]), ("slowed", sides[i]["S"])):
             comparisons.append({"kind": kind, "trial": i,
-                                "status": compare_sides(sides[i]["A"], cur, threshold, reference_key)})
+                                "status": compare_sides(sides[i]["A"], cur, threshold, reference_key, quantities)})
     # what the injected slowdown did to throughput: A's Offline median over S's, per trial
     ratios = [t["A"]["offline"]["samples_per_s"] / t["S"]["offline"]["samples_per_s"] for t in sides
               if "S" in t and t["A"]["offline"]["samples_per_s"] and t["S"]["offline"]["samples_per_s"]]
     return {"case": case_id, "reference": reference_key, "measured_slowdown": statistics.median(ratios) - 1 if ratios else None, "settings": {"streams": streams, "threads": threads, "slowdown": slowdown,
-                                          "repeats": repeats, "seconds": seconds, "p99_ms": p99_ms,
+                                          "repeats": repeats, "seconds": seconds, "p99_ms": p99_ms, "offline": offline, "refine_runs": refine_runs,
                                           "min_queries": min_queries, "threshold": threshold, "trials": trials,
                                           "samples": len(images), "seed": seed},
             "sides": sides, "comparisons": comparisons, "summary": summarize(comparisons),
@@ -196,7 +205,8 @@ def format_summary(result: dict[str, Any]) -> str:
     s, summary = result["settings"], result["summary"]
     server = f" and one Server search of p99 <= {s['p99_ms']:g} ms" if s["p99_ms"] else ""
     lines = [f"capacity gate-check: {result['case']}, {s['streams']} streams x {s['threads']} threads, "
-             f"{s['trials']} trials ({s['repeats']} Offline runs{server} per side, {s['seconds']:g} s runs), "
+             f"{s['trials']} trials ({s['repeats']} Offline runs{server} per side, {s['seconds']:g} s runs"
+             f"{'' if s.get('offline', True) else '; Offline not compared'}), "
              f"threshold {s['threshold']:.0%}, slowdown {s['slowdown']:.0%} injected, "
              f"{(result['measured_slowdown'] or 0):.1%} measured (Offline medians), {result['wall_s']:.0f} s"]
     for quantity in QUANTITIES:

@@ -648,6 +648,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     cap.add_argument("--seconds", type=float, default=0.5, help="minimum duration of each LoadGen run (default 0.5)")
     cap.add_argument("--p99-ms", type=float, default=15.0, help="the Server p99 bound, ms (default 15)")
     cap.add_argument("--no-server", action="store_true", help="Offline only: no Server capacity searches")
+    cap.add_argument("--refine-runs", type=int, default=None,
+                     help="Server runs around the crossing after each search (default: as scenarios.server)")
+    cap.add_argument("--no-offline", action="store_true",
+                     help="Server only: one Offline run per side starts the search; Offline is not compared")
     cap.add_argument("--slowdown", type=float, default=0.20, help="the injected slowdown (default 0.20)")
     p.set_defaults(func=main)
     return p
@@ -659,9 +663,14 @@ def capacity_main(args: argparse.Namespace) -> int:
     from resnetbench.measure.loadgen import LoadGenError
     from resnetbench.tools import capacitycheck
 
-    if min(args.trials, args.streams, args.stream_threads, args.repeats) < 1 or args.seconds <= 0 \
+    if args.no_server and args.no_offline:
+        print("resnetbench gate-check: error: --no-server and --no-offline leave nothing to check", file=sys.stderr)
+        return 2
+    if (args.refine_runs or 0) < 0 or min(args.trials, args.streams, args.stream_threads, args.repeats) < 1 \
+            or args.seconds <= 0 \
             or args.p99_ms <= 0 or not 0 < args.slowdown < 10:
         print("resnetbench gate-check: error: --trials, --streams, --stream-threads and --repeats must be >= 1, "
+              "--refine-runs >= 0, "
               "--seconds and --p99-ms above 0, --slowdown in (0, 10)", file=sys.stderr)
         return 2
     try:
@@ -669,7 +678,8 @@ def capacity_main(args: argparse.Namespace) -> int:
             args.arch, args.backends[0], args.families[0], args.input_size, args.trials,
             cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(), streams=args.streams,
             threads=args.stream_threads, slowdown=args.slowdown, repeats=args.repeats, seconds=args.seconds,
-            p99_ms=None if args.no_server else args.p99_ms, seed=args.seed, progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+            p99_ms=None if args.no_server else args.p99_ms, seed=args.seed, offline=not args.no_offline,
+            **({} if args.refine_runs is None else {"refine_runs": args.refine_runs}), progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     except LoadGenError as exc:
         print(f"resnetbench gate-check: error: {exc}", file=sys.stderr)
         return 2
