@@ -206,3 +206,26 @@ def test_paired_figures_decide_when_both_sides_have_the_same_reference():
                     normalized={"qps": 0.05, "bracket": [0.05, 0.06]})
     record = _decide(base, other)
     assert record["decision"] == "unchanged" and "unpaired" in _check(record, "offline")["detail"]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--no-server", "--no-offline"], "leave nothing to check"),
+    (["--refine-runs", "-1"], "--refine-runs >= 0"),
+])
+def test_capacity_check_refuses_options_that_measure_nothing(flags, message, capsys):
+    import argparse
+
+    from resnetbench.tools.gatecheck import add_parser
+
+    parser = add_parser(argparse.ArgumentParser().add_subparsers())
+    args = parser.parse_args(["--capacity", *flags])
+    assert args.func(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_capacity_check_compares_only_what_it_was_asked_to():
+    from resnetbench.tools.capacitycheck import compare_sides
+
+    base, slow = _side(BASE_RUNS, 100.0, 105.0), _side([640.0] * 5, 80.0, 84.0)
+    assert compare_sides(base, slow, 0.10, "ref") == {"offline": "regressed", "server": "regressed"}
+    assert compare_sides(base, slow, 0.10, "ref", ("server",)) == {"server": "regressed"}

@@ -21,9 +21,10 @@ and threads) serves LoadGen right beside the case:
   cross the p99 bound (``crossing_rate``), each run's rate divided by the reference runs
   right before and after it (their geometric mean). The search's answer (its last VALID rate) hangs on single runs: near the capacity,
   whether a few hundred queries all stay under the bound is close to a coin toss, and one
-  pause of the machine fails a run. On 4 searches of an unchanged ResNet-18 here, the
-  normalised VALID rate read 0.92-1.08 (sd 0.067); the crossing, from the same runs, 1.00-1.06
-  (sd 0.026), and 0.81-0.83 for the same system 20% slower.
+  pause of the machine fails a run. Over the 101 searches of an unchanged ResNet-18 in
+  ``gate-check --capacity --no-offline`` here (docs/results/2026-12-06-capacity-gate.md), the
+  normalised crossing had an sd of 0.023 and the VALID rate of the same searches 0.036; a
+  20% slower system was caught 94 times in 100 on the crossing, 89 on the VALID rate.
 
 A changed backend library moves the reference too (the ratio hides a runtime that got
 slower for every model); the run's fingerprint records the libraries, and ``compare``
