@@ -229,3 +229,14 @@ def test_capacity_check_compares_only_what_it_was_asked_to():
     base, slow = _side(BASE_RUNS, 100.0, 105.0), _side([640.0] * 5, 80.0, 84.0)
     assert compare_sides(base, slow, 0.10, "ref") == {"offline": "regressed", "server": "regressed"}
     assert compare_sides(base, slow, 0.10, "ref", ("server",)) == {"server": "regressed"}
+
+
+def test_a_raw_crossing_never_stands_in_for_a_normalised_one():
+    # older records: normalised figures without a crossing, raw crossings on both sides that
+    # say -20% (the machine was slower); the normalised VALID rates, unchanged, decide
+    base = _paired(BASE_RUNS, [1.0] * 5, server=_crossing(_server(100.0, 105.0), 100.0),
+                   normalized={"qps": 0.125, "bracket": [0.125, 0.131]})
+    cur = _paired(BASE_RUNS, [1.0] * 5, server=_crossing(_server(80.0, 84.0), 80.0),
+                  normalized={"qps": 0.124, "bracket": [0.124, 0.130]})
+    check = _check(_decide(base, cur), "server")
+    assert check["status"] == "ok" and "highest VALID rate" in check["detail"], check

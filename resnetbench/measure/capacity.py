@@ -19,9 +19,9 @@ and threads) serves LoadGen right beside the case:
   counts, so the reference is sampled through it.)
 - **Server, what the gate compares:** ``crossing_qps``, the rate at which the search's runs
   cross the p99 bound (``crossing_rate``), each run's rate divided by the reference runs
-  right before and after it (their geometric mean). The search's answer (its last VALID rate) hangs on single runs: near the capacity,
-  whether a few hundred queries all stay under the bound is close to a coin toss, and one
-  pause of the machine fails a run. Over the 101 searches of an unchanged ResNet-18 in
+  right before and after it (their geometric mean). The search's answer (its last VALID
+  rate) hangs on single runs: near the capacity, whether a few hundred queries all stay
+  under the bound is close to a coin toss, and one pause of the machine fails a run. Over the 101 searches of an unchanged ResNet-18 in
   ``gate-check --capacity --no-offline`` here (docs/results/2026-12-06-capacity-gate.md), the
   normalised crossing had an sd of 0.023 and the VALID rate of the same searches 0.036; a
   20% slower system was caught 94 times in 100 on the crossing, 89 on the VALID rate.
