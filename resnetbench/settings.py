@@ -284,7 +284,7 @@ class ScenarioSettings(Section):
                                "description": "the p99 latency bound, ms"},
                     "refine_runs": {"type": "integer", "minimum": 0, "maximum": 100,
                                     "description": "runs around the p99 crossing after the search, which the "
-                                                   "capacity gate compares (default 6)"}})
+                                                   "capacity gate compares (default 12)"}})
     seconds: float = setting(2.0, "minimum duration of each LoadGen performance run (MLPerf: 600; these runs are "
                                   "not valid MLPerf results and the record says so)", exclusiveMinimum=0, maximum=3600)
     min_queries: int = setting(600, "minimum queries of each performance run (Server: at least 460, the fewest "

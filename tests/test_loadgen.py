@@ -275,7 +275,7 @@ def test_the_scenarios_run_through_loadgen_for_each_case(run_matrix: Any) -> Non
                                                                        offline["reference_samples_per_s"], strict=True)])
         # a reference run before the first Server run and one after each
         assert len(server["reference_samples_per_s"]) == len(server["runs"]) + 1 and server["normalized"]["qps"] > 0
-        assert server["normalized"]["crossing_qps"] > 0 and sum(r.get("refine", False) for r in server["runs"]) == 6
+        assert server["normalized"]["crossing_qps"] > 0 and sum(r.get("refine", False) for r in server["runs"]) == 12
     # the run against itself: the capacity gate compares the paired figures and passes
     for record in compare_results(data, data):
         checks = {c["name"]: c for c in record["checks"]}

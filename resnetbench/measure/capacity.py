@@ -139,7 +139,7 @@ def server_capacity(system: StreamSystem, reference: StreamSystem | None, sample
 
 
 REFINE_STEP = 1.03
-DEFAULT_REFINE_RUNS = 6
+DEFAULT_REFINE_RUNS = 12
 
 
 def refine_crossing(run_at: Callable[[float], LoadGenRun], found: dict[str, Any], bound_ms: float, count: int) -> None:
