@@ -240,3 +240,37 @@ def test_a_raw_crossing_never_stands_in_for_a_normalised_one():
                   normalized={"qps": 0.124, "bracket": [0.124, 0.130]})
     check = _check(_decide(base, cur), "server")
     assert check["status"] == "ok" and "highest VALID rate" in check["detail"], check
+
+
+def test_a_case_compared_only_on_capacity_says_what_it_compared():
+    # a LoadGen-only run has no latency, size or accuracy: an unchanged verdict names the
+    # capacity figures it rests on, not "nothing to compare"
+    record = _decide(_results(BASE_RUNS, _server(100.0, 105.0)), _results(BASE_RUNS, _server(101.0, 106.0)))
+    assert record["decision"] == "unchanged", record
+    assert "Offline" in record["reason"] and "Server capacity 100 -> 101" in record["reason"], record["reason"]
+
+
+def test_the_real_flow_slowdown_reaches_loadgen_streams(monkeypatch):
+    # gate-check --real-flow slows every case with this plugin; LoadGen loads its own streams
+    # (scenarios_case.load_streams), which must be slowed too or capacity is never damaged
+    from resnetbench import build
+    from resnetbench.measure import scenarios_case
+    from resnetbench.tools import slow_every_case
+    from resnetbench.tools.slowdown import SlowedRunner
+
+    class Runner:
+        calls = 0
+
+        def run(self, native):
+            Runner.calls += 1
+            return native
+
+    loaded = [Runner(), Runner()]
+    monkeypatch.setattr(scenarios_case, "load_streams", lambda *args, **kwargs: loaded)
+    monkeypatch.setattr(build, "build_case", build.build_case)  # restored after the plugin wraps it
+    monkeypatch.setenv(slow_every_case.ENV, "0.2")
+    slow_every_case.pytest_configure(None)
+    streams = scenarios_case.load_streams("cfg", "case", "cache", 1, "default", 2)
+    assert [type(s) for s in streams] == [SlowedRunner, SlowedRunner]
+    assert [s.inner for s in streams] == loaded and {s.fraction for s in streams} == {0.2}
+    assert streams[0].run(7) == 7 and Runner.calls == 1

@@ -509,5 +509,7 @@ def _compare_case(
     decision = next((d for d in DECISIONS if found[d] and d != "unchanged"), "unchanged")
     parts = found[decision] + [p for d in DECISIONS if d != decision for p in found[d]]
     record["decision"] = decision
-    record["reason"] = "; ".join(parts) or "no latency, size or accuracy data to compare"
+    # A case compared only on checks that passed (a LoadGen-only run: capacity) says so, not "nothing compared".
+    passed = [ch["detail"] for ch in record["checks"] if ch["status"] == "ok" and ch["detail"]]
+    record["reason"] = "; ".join(parts or passed) or "no latency, size or accuracy data to compare"
     return record
